@@ -1,0 +1,3 @@
+"""The project's ML pipeline, model and tooling."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,63 @@
+"""Command line: one subcommand per pipeline stage; `dvc repro` calls these.
+
+Only light modules load here. Each stage imports pandas, scikit-learn or MLflow itself,
+because every DVC stage is a new process and start-up time adds up.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from importlib import import_module
+
+import typer
+
+app = typer.Typer(
+    help="Pipeline stages and tools of this project. Run `dvc repro` to run the whole pipeline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+STAGES = {
+    "extract": "Extract the source data into data/raw/ (Parquet).",
+    "infer_schema": "Write schema.yaml from the data, once, for review (file and SQL sources).",
+    "validate": "Check data/raw/ against the contract in schema.yaml; fail on violations.",
+    "analyze": "Write the exploratory report to reports/eda/ (index.html, plots, summary.json).",
+    "prepare": "Clean the data and split it into train, validation and test (data/prepared/).",
+    "train": "Fit the model pipeline, log it to MLflow and save it to models/.",
+    "evaluate": "Score model and baseline on validation and test; write metrics and plots.",
+    "accept": "Apply the acceptance rules of params.yaml; fail when the model falls short.",
+}
+
+
+def run_stage(name: str) -> dict[str, object]:
+    """Run one stage with params.yaml from the current folder; user errors exit with status 1."""
+    from .errors import StageError
+    from .params import load_params
+    from .paths import Paths
+
+    stage = import_module(f".pipeline.{name}", __package__)
+    try:
+        result: dict[str, object] = stage.run(load_params(), Paths())
+    except StageError as error:
+        typer.secho(f"{name} failed: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+    typer.echo(f"{name}: {json.dumps(result, default=str)}")
+    return result
+
+
+def _stage_command(name: str) -> Callable[[], None]:
+    def command() -> None:
+        run_stage(name)
+
+    command.__doc__ = STAGES[name]
+    return command
+
+
+for _name in STAGES:
+    app.command(name=_name.replace("_", "-"))(_stage_command(_name))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,37 @@
+"""Small helpers to read and write the files that stages exchange."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import StageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON with sorted keys, so that reruns give identical files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    if not path.exists():
+        raise StageError(f"{path} is missing: run the stage that writes it first (dvc repro).")
+    return json.loads(path.read_text())
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    if not path.exists():
+        raise StageError(f"{path} is missing: run the stage that writes it first (dvc repro).")
+    return pd.read_parquet(path)
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)

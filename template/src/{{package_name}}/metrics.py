@@ -1,0 +1,61 @@
+"""The task's metrics, computed the same way for the model and its baseline."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+# Direction of each metric: True when higher is better.
+HIGHER_IS_BETTER = {
+    "roc_auc": True,
+    "f1": True,
+    "f1_macro": True,
+    "accuracy": True,
+    "r2": True,
+    "log_loss": False,
+    "rmse": False,
+    "mae": False,
+}
+PRIMARY_METRIC = {
+    "binary_classification": "roc_auc",
+    "multiclass_classification": "f1_macro",
+    "regression": "rmse",
+}
+
+
+def is_classification(task: str) -> bool:
+    return task != "regression"
+
+
+def compute_metrics(
+    task: str, y_true: pd.Series, predicted: np.ndarray, proba: np.ndarray | None, classes: list[Any]
+) -> dict[str, float]:
+    """Metrics for one split. `proba` has one column per class, in `classes` order."""
+    from sklearn import metrics
+
+    if task == "regression":
+        return {
+            "rmse": float(metrics.root_mean_squared_error(y_true, predicted)),
+            "mae": float(metrics.mean_absolute_error(y_true, predicted)),
+            "r2": float(metrics.r2_score(y_true, predicted)),
+        }
+    assert proba is not None, "classifiers must give probabilities"
+    scores = {
+        "accuracy": float(metrics.accuracy_score(y_true, predicted)),
+        "log_loss": float(metrics.log_loss(y_true, proba, labels=classes)),
+    }
+    if task == "binary_classification":
+        positive = classes[1]
+        scores["roc_auc"] = float(metrics.roc_auc_score(y_true == positive, proba[:, 1]))
+        scores["f1"] = float(metrics.f1_score(y_true, predicted, pos_label=positive, zero_division=0))
+    else:
+        scores["f1_macro"] = float(metrics.f1_score(y_true, predicted, average="macro", zero_division=0))
+    return scores
+
+
+def improvement(metric: str, value: float, reference: float) -> float:
+    """How much better `value` is than `reference`, positive when better."""
+    return value - reference if HIGHER_IS_BETTER[metric] else reference - value

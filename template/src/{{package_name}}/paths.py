@@ -1,0 +1,74 @@
+"""Where every stage reads and writes: the same names as in dvc.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Paths:
+    """File locations, relative to the project root (the folder holding dvc.yaml)."""
+
+    root: Path = Path()
+
+    @property
+    def params(self) -> Path:
+        return self.root / "params.yaml"
+
+    @property
+    def schema(self) -> Path:
+        return self.root / "schema.yaml"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.root / "data" / "raw"
+
+    @property
+    def raw(self) -> Path:
+        return self.raw_dir / "data.parquet"
+
+    @property
+    def prepared_dir(self) -> Path:
+        return self.root / "data" / "prepared"
+
+    def split(self, name: str) -> Path:
+        """One of the prepared splits: train, validation or test."""
+        return self.prepared_dir / f"{name}.parquet"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def model(self) -> Path:
+        """The MLflow model folder: the whole fitted scikit-learn Pipeline."""
+        return self.models_dir / "model"
+
+    @property
+    def run_info(self) -> Path:
+        return self.models_dir / "run.json"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def validation_report(self) -> Path:
+        return self.reports / "validation.json"
+
+    @property
+    def eda_dir(self) -> Path:
+        return self.reports / "eda"
+
+    @property
+    def metrics(self) -> Path:
+        return self.reports / "metrics.json"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.reports / "plots"
+
+    @property
+    def acceptance(self) -> Path:
+        return self.reports / "acceptance.json"

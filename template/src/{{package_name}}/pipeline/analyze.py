@@ -1,0 +1,172 @@
+"""Stage analyze: an exploratory report of the raw data, as JSON, PNG plots and one HTML page."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING, Any
+
+from ..files import read_parquet, write_json
+from ..metrics import is_classification
+from ..schema import load_contract
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ..params import Params
+    from ..paths import Paths
+    from ..schema import Contract
+
+
+def run(params: Params, paths: Paths) -> dict[str, Any]:
+    contract = load_contract(paths.schema)
+    frame = contract.coerce(read_parquet(paths.raw))
+    summary = {
+        "rows": len(frame),
+        "columns": column_summary(frame, contract, params.analyze.max_categories),
+        "target": target_summary(frame[contract.target.name], params.task),
+        "association": feature_association(frame, contract, params.task),
+    }
+    out = paths.eda_dir
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "summary.json", summary)
+    images = draw_plots(frame, contract, summary, params.task, out)
+    (out / "index.html").write_text(render_html(summary, images))
+    return {"report": str(out / "index.html"), "plots": len(images)}
+
+
+def column_summary(frame: pd.DataFrame, contract: Contract, max_categories: int) -> dict[str, dict[str, Any]]:
+    summary: dict[str, dict[str, Any]] = {}
+    for column in (*contract.features, contract.target):
+        series = frame[column.name]
+        info: dict[str, Any] = {
+            "type": column.kind,
+            "missing": int(series.isna().sum()),
+            "missing_fraction": round(float(series.isna().mean()), 4),
+            "unique": int(series.nunique()),
+        }
+        if column.kind == "numeric":
+            stats = series.describe()
+            info |= {key: round(float(stats[key]), 4) for key in ("mean", "std", "min", "25%", "50%", "75%", "max")}
+        else:
+            counts = series.value_counts().head(max_categories)
+            info["top"] = {str(key): int(value) for key, value in counts.items()}
+        summary[column.name] = info
+    return summary
+
+
+def target_summary(target: pd.Series, task: str) -> dict[str, Any]:
+    if is_classification(task):
+        counts = target.value_counts().sort_index()
+        return {"classes": {str(key): int(value) for key, value in counts.items()}}
+    return {key: round(float(value), 4) for key, value in target.describe().items()}
+
+
+def feature_association(frame: pd.DataFrame, contract: Contract, task: str) -> dict[str, float]:
+    """Mutual information between each feature and the target (0 means unrelated)."""
+    from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
+    from sklearn.preprocessing import OrdinalEncoder
+
+    features = frame[contract.feature_names].copy()
+    numeric = contract.numeric_features
+    categorical = contract.categorical_features
+    features[numeric] = features[numeric].fillna(features[numeric].median())
+    if categorical:
+        encoded = features[categorical].astype(object).fillna("__missing__").astype(str)
+        features[categorical] = OrdinalEncoder().fit_transform(encoded)
+    discrete = [name in categorical for name in contract.feature_names]
+    estimate = mutual_info_classif if is_classification(task) else mutual_info_regression
+    scores = estimate(
+        features.to_numpy(dtype=float), frame[contract.target.name], discrete_features=discrete, random_state=0
+    )
+    ranked = sorted(zip(contract.feature_names, scores, strict=True), key=lambda item: -item[1])
+    return {name: round(float(score), 4) for name, score in ranked}
+
+
+def draw_plots(frame: pd.DataFrame, contract: Contract, summary: dict[str, Any], task: str, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images: list[str] = []
+
+    def save(figure: Any, name: str) -> None:
+        figure.tight_layout()
+        figure.savefig(out / name, dpi=80)
+        plt.close(figure)
+        images.append(name)
+
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    target = frame[contract.target.name]
+    if is_classification(task):
+        target.astype(str).value_counts().sort_index().plot.bar(ax=axis, color="#4c72b0")
+    else:
+        target.plot.hist(ax=axis, bins=40, color="#4c72b0")
+    axis.set_title(f"Target: {contract.target.name}")
+    save(figure, "target_distribution.png")
+
+    missing = {name: info["missing_fraction"] for name, info in summary["columns"].items()}
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.barh(list(missing), list(missing.values()), color="#dd8452")
+    axis.set_xlabel("fraction missing")
+    axis.set_title("Missing values")
+    save(figure, "missing_values.png")
+
+    association = summary["association"]
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.barh(list(association)[::-1], list(association.values())[::-1], color="#55a868")
+    axis.set_xlabel("mutual information with the target")
+    axis.set_title("Feature-target association")
+    save(figure, "feature_association.png")
+
+    columns = contract.feature_names
+    cols = 3
+    rows = -(-len(columns) // cols)
+    figure, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    for axis, name in zip(axes.flat, columns, strict=False):
+        series = frame[name]
+        if name in contract.numeric_features:
+            series.dropna().plot.hist(ax=axis, bins=30, color="#8172b3")
+        else:
+            series.astype(object).fillna("(missing)").value_counts().head(15).plot.bar(ax=axis, color="#8172b3")
+        axis.set_title(name)
+    for axis in axes.flat[len(columns) :]:
+        axis.set_visible(False)
+    save(figure, "feature_distributions.png")
+    return images
+
+
+def render_html(summary: dict[str, Any], images: list[str]) -> str:
+    rows = "\n".join(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
+            html.escape(name),
+            info["type"],
+            info["missing"],
+            info["unique"],
+            html.escape(_describe(info)),
+        )
+        for name, info in summary["columns"].items()
+    )
+    figures = "\n".join(f'<figure><img src="{name}" alt="{name}"></figure>' for name in images)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Exploratory data analysis</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px}}img{{max-width:100%}}</style></head>
+<body><h1>Exploratory data analysis</h1>
+<p>{summary["rows"]} rows.</p>
+<h2>Columns</h2>
+<table><tr><th>column</th><th>type</th><th>missing</th><th>unique</th><th>summary</th></tr>
+{rows}
+</table>
+<h2>Plots</h2>
+{figures}
+</body></html>
+"""
+
+
+def _describe(info: dict[str, Any]) -> str:
+    if info["type"] == "numeric":
+        return f"mean {info['mean']:g}, std {info['std']:g}, range [{info['min']:g}, {info['max']:g}]"
+    return ", ".join(f"{key}: {value}" for key, value in info["top"].items())

@@ -1,0 +1,77 @@
+"""MLflow set-up shared by the stages: tracking URI, experiment, run lineage."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+if TYPE_CHECKING:
+    from mlflow import ActiveRun
+
+# Embedded default; an MLflow server (or PostgreSQL URL) is one environment variable away.
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+# Warnings we have answered on purpose: the model is saved with cloudpickle (see train.py),
+# its requirements are pinned explicitly, and uv environments have no pip to report.
+for _logger in ("mlflow.sklearn", "mlflow.utils.environment", "mlflow.utils.uv_utils"):
+    logging.getLogger(_logger).setLevel(logging.ERROR)
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def start_run(experiment: str, run_id: str | None = None, run_name: str | None = None) -> ActiveRun:
+    """Start (or resume, when `run_id` still exists in the store) an MLflow run."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_experiment(experiment)
+    if run_id is not None:
+        try:
+            return mlflow.start_run(run_id=run_id)
+        except MlflowException:
+            # The store was reset or moved since training: keep going in a fresh run.
+            pass
+    return mlflow.start_run(run_name=run_name)
+
+
+def lineage_tags(root: Path = Path()) -> dict[str, str]:
+    """Code version, data version and environment, recorded on every training run."""
+    import sklearn
+
+    return {
+        "git_commit": _git_commit(root),
+        "data_version": prepared_data_hash(root),
+        "python_version": platform.python_version(),
+        "sklearn_version": sklearn.__version__,
+    }
+
+
+def _git_commit(root: Path) -> str:
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return completed.stdout.strip()
+
+
+def prepared_data_hash(root: Path = Path()) -> str:
+    """The DVC hash of data/prepared as recorded in dvc.lock by the prepare stage."""
+    lock = root / "dvc.lock"
+    if not lock.exists():
+        return "unknown"
+    stages: dict[str, Any] = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    for out in stages.get("prepare", {}).get("outs", []):
+        if out.get("path") == "data/prepared":
+            return str(out.get("md5", "unknown"))
+    return "unknown"
