@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from ..schema import Contract
 
 
+STYLE = (
+    "body { font-family: sans-serif; margin: 2em } table { border-collapse: collapse }"
+    " td, th { border: 1px solid #ccc; padding: 4px 8px } img { max-width: 100% }"
+)
+
+
 def run(params: Params, paths: Paths) -> dict[str, Any]:
     contract = load_contract(paths.schema)
     frame = contract.coerce(read_parquet(paths.raw))
@@ -150,20 +156,13 @@ def render_html(summary: dict[str, Any], images: list[str]) -> str:
         for name, info in summary["columns"].items()
     )
     figures = "\n".join(f'<figure><img src="{name}" alt="{name}"></figure>' for name in images)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Exploratory data analysis</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px}}img{{max-width:100%}}</style></head>
-<body><h1>Exploratory data analysis</h1>
-<p>{summary["rows"]} rows.</p>
-<h2>Columns</h2>
-<table><tr><th>column</th><th>type</th><th>missing</th><th>unique</th><th>summary</th></tr>
-{rows}
-</table>
-<h2>Plots</h2>
-{figures}
-</body></html>
-"""
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>Exploratory data analysis</title><style>{STYLE}</style></head>\n"
+        f"<body><h1>Exploratory data analysis</h1>\n<p>{summary['rows']} rows.</p>\n"
+        "<h2>Columns</h2>\n<table><tr><th>column</th><th>type</th><th>missing</th><th>unique</th>"
+        f"<th>summary</th></tr>\n{rows}\n</table>\n<h2>Plots</h2>\n{figures}\n</body></html>\n"
+    )
 
 
 def _describe(info: dict[str, Any]) -> str:

@@ -1,0 +1,64 @@
+"""Shared helpers: render the template from this git checkout, run commands in a project."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Commits made by copier tasks and by DVC need an identity; CI machines may have none.
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "copier-mlops tests",
+    "GIT_AUTHOR_EMAIL": "tests@example.com",
+    "GIT_COMMITTER_NAME": "copier-mlops tests",
+    "GIT_COMMITTER_EMAIL": "tests@example.com",
+}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _git_identity() -> None:
+    for key, value in GIT_IDENTITY.items():
+        os.environ.setdefault(key, value)
+
+
+def render(dest: Path, tasks: bool = False, **data: Any) -> Path:
+    """Render this checkout (HEAD plus any uncommitted work) with the given answers."""
+    import copier
+
+    copier.run_copy(
+        str(REPO),
+        dest,
+        data=data,
+        defaults=True,
+        vcs_ref="HEAD",
+        unsafe=True,
+        skip_tasks=not tasks,
+        quiet=True,
+    )
+    return dest
+
+
+def project_env() -> dict[str, str]:
+    """The environment for commands inside a generated project: its own uv venv, not ours."""
+    env = {key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
+    env.update(GIT_IDENTITY)
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    return env
+
+
+def run(command: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    """Run a command in a generated project; on failure show its whole output."""
+    completed = subprocess.run(
+        command, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and completed.returncode != 0:
+        pytest.fail(
+            f"{' '.join(command)} exited {completed.returncode}\n--- stdout\n{completed.stdout}\n"
+            f"--- stderr\n{completed.stderr}"
+        )
+    return completed

@@ -1,0 +1,137 @@
+"""Render tests: every answer combination renders to parseable, lint-clean files (no installs)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import render
+
+TASKS = ["binary_classification", "multiclass_classification", "regression"]
+SOURCES = ["sample", "file", "sql"]
+PYTHONS = ["3.11", "3.12", "3.13"]
+LICENSES = ["MIT", "Apache-2.0", "BSD-3-Clause", "Proprietary"]
+
+# Every task with every source; Python versions and licenses rotate through the combinations.
+MATRIX = [
+    {
+        "task": task,
+        "data_source": source,
+        "python_version": PYTHONS[i % len(PYTHONS)],
+        "license": LICENSES[i % len(LICENSES)],
+    }
+    for i, (task, source) in enumerate((t, s) for t in TASKS for s in SOURCES)
+]
+
+
+def matrix_id(answers: dict[str, str]) -> str:
+    return "-".join(answers.values())
+
+
+@pytest.fixture(scope="module", params=MATRIX, ids=matrix_id)
+def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    answers = dict(request.param)
+    return render(tmp_path_factory.mktemp("render") / "project", **answers), answers
+
+
+def project_files(root: Path) -> list[Path]:
+    return sorted(path for path in root.rglob("*") if path.is_file() and ".git" not in path.parts)
+
+
+def test_every_file_parses(rendered: tuple[Path, dict[str, str]]) -> None:
+    root, _ = rendered
+    for path in project_files(root):
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            yaml.safe_load(text)
+        elif path.suffix == ".toml":
+            tomllib.loads(text)
+        elif path.suffix == ".py":
+            ast.parse(text, filename=str(path))
+
+
+def test_no_jinja_leftovers(rendered: tuple[Path, dict[str, str]]) -> None:
+    root, _ = rendered
+    for path in project_files(root):
+        text = path.read_text().replace("${{", "")  # GitHub Actions expressions are not Jinja
+        assert "{{" not in text and "{%" not in text, f"Jinja left in {path.relative_to(root)}"
+        assert ".jinja" not in path.name
+
+
+def test_generated_code_is_lint_clean(rendered: tuple[Path, dict[str, str]]) -> None:
+    root, _ = rendered
+    for command in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
+        completed = subprocess.run(
+            [sys.executable, "-m", "ruff", *command], cwd=root, capture_output=True, text=True, check=False
+        )
+        assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_file_set_matches_the_answers(rendered: tuple[Path, dict[str, str]]) -> None:
+    root, answers = rendered
+    names = {str(path.relative_to(root)) for path in project_files(root)}
+    assert {"pyproject.toml", "params.yaml", "dvc.yaml", ".dvc/config", ".copier-answers.yml", "README.md"} <= names
+    assert ("LICENSE" in names) == (answers["license"] != "Proprietary")
+    assert ("schema.yaml" in names) == (answers["data_source"] == "sample")
+    dvc = yaml.safe_load((root / "dvc.yaml").read_text())
+    assert ("infer_schema" in dvc["stages"]) == (answers["data_source"] != "sample")
+    expected = ["extract", "validate", "analyze", "prepare", "train", "evaluate", "accept"]
+    assert [stage for stage in dvc["stages"] if stage != "infer_schema"] == expected
+
+
+def test_answers_reach_the_project(rendered: tuple[Path, dict[str, str]]) -> None:
+    root, answers = rendered
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    stored = yaml.safe_load((root / ".copier-answers.yml").read_text())
+    assert pyproject["project"]["requires-python"] == f">={answers['python_version']}"
+    assert pyproject["project"]["scripts"] == {"churn_model": "churn_model.cli:main"}
+    assert params["task"] == answers["task"]
+    assert params["extract"]["source"] == answers["data_source"]
+    assert set(params["extract"]) == {"source", answers["data_source"]}
+    assert stored["task"] == answers["task"] and "_commit" in stored and "_src_path" in stored
+    assert (root / "src" / "churn_model" / "pipeline" / "train.py").exists()
+
+
+def test_sql_answers_are_quoted_safely(tmp_path: Path) -> None:
+    query = "SELECT a, b AS \"label: x\" FROM t WHERE c = 'y' # not a comment"
+    root = render(tmp_path / "p", data_source="sql", query=query, database_url="sqlite:///db.sqlite")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    assert params["extract"]["sql"] == {"url": "sqlite:///db.sqlite", "query": query}
+
+
+@pytest.mark.parametrize(
+    ("answers", "message"),
+    [
+        ({"package_name": "class"}, "is a Python keyword"),
+        ({"package_name": "mlflow"}, "would shadow a dependency"),
+        ({"package_name": "tests"}, "would shadow a dependency"),
+        ({"package_name": "2fast"}, "valid Python identifier"),
+        ({"project_slug": "My Project"}, "project_slug must start with a letter"),
+        ({"author_email": "not-an-email"}, "author_email must look like"),
+        ({"task": "clustering"}, "Invalid choice"),
+        ({"python_version": "3.9"}, "Invalid choice"),
+        ({"data_source": "file", "data_path": "data.xlsx"}, "data_path must name a .csv or .parquet"),
+        ({"data_source": "sql", "database_url": "localhost/db"}, "database_url must be a SQLAlchemy URL"),
+        ({"data_source": "sql", "query": "DROP TABLE x"}, "query must be a single SELECT"),
+        ({"project_name": "  "}, "must not be empty"),
+    ],
+)
+def test_invalid_answers_are_refused_with_their_message(tmp_path: Path, answers: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        render(tmp_path / "p", **answers)
+    assert not (tmp_path / "p").exists()
+
+
+def test_slug_and_package_derive_from_the_name(tmp_path: Path) -> None:
+    root = render(tmp_path / "p", project_name="  Fraud Detector 2!  ")
+    stored = yaml.safe_load((root / ".copier-answers.yml").read_text())
+    assert stored["project_slug"] == "fraud-detector-2"
+    assert stored["package_name"] == "fraud_detector_2"
+    assert (root / "src" / "fraud_detector_2" / "cli.py").exists()
