@@ -60,7 +60,8 @@ def test_no_jinja_leftovers(rendered: tuple[Path, dict[str, str]]) -> None:
     root, _ = rendered
     for path in project_files(root):
         text = path.read_text().replace("${{", "")  # GitHub Actions expressions are not Jinja
-        assert "{{" not in text and "{%" not in text, f"Jinja left in {path.relative_to(root)}"
+        assert "{{" not in text, f"Jinja left in {path.relative_to(root)}"
+        assert "{%" not in text, f"Jinja left in {path.relative_to(root)}"
         assert ".jinja" not in path.name
 
 
@@ -95,7 +96,9 @@ def test_answers_reach_the_project(rendered: tuple[Path, dict[str, str]]) -> Non
     assert params["task"] == answers["task"]
     assert params["extract"]["source"] == answers["data_source"]
     assert set(params["extract"]) == {"source", answers["data_source"]}
-    assert stored["task"] == answers["task"] and "_commit" in stored and "_src_path" in stored
+    assert stored["task"] == answers["task"]
+    assert "_commit" in stored
+    assert "_src_path" in stored
     assert (root / "src" / "churn_model" / "pipeline" / "train.py").exists()
 
 

@@ -1,0 +1,93 @@
+"""Pipeline benchmark: render, install, full and no-op `dvc repro`, per-stage times.
+
+Prints one JSON object. Per-stage times are measured twice, side by side: through DVC
+(`dvc repro --force --single-item STAGE`) and as the bare stage command, so the DVC
+overhead per stage shows. Run: `uv run python benchmarks/pipeline.py [--keep DIR]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ["extract", "validate", "analyze", "prepare", "train", "evaluate", "accept"]
+
+
+def env() -> dict[str, str]:
+    variables = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    variables.setdefault("GIT_AUTHOR_NAME", "bench")
+    variables.setdefault("GIT_AUTHOR_EMAIL", "bench@example.com")
+    variables.setdefault("GIT_COMMITTER_NAME", "bench")
+    variables.setdefault("GIT_COMMITTER_EMAIL", "bench@example.com")
+    return variables
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return round(time.perf_counter() - started, 3)
+
+
+def sh(command: list[str], cwd: Path) -> None:
+    completed = subprocess.run(command, cwd=cwd, env=env(), capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{completed.stdout}\n{completed.stderr}")
+
+
+def median_time(action: Callable[[], object], repeat: int) -> float:
+    return round(statistics.median(timed(action) for _ in range(repeat)), 3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--keep", type=Path, help="render into this folder and keep it")
+    args = parser.parse_args()
+    import copier
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    root = (args.keep or workdir / "project").absolute()
+    results: dict[str, object] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
+
+    results["render_seconds"] = timed(
+        lambda: copier.run_copy(str(REPO), root, defaults=True, vcs_ref="HEAD", skip_tasks=True, quiet=True)
+    )
+    results["setup_tasks_seconds"] = timed(
+        lambda: (
+            sh(["git", "init", "-q"], root),
+            sh(["uv", "lock", "-q"], root),
+            sh(["git", "add", "-A"], root),
+            sh(["git", "commit", "-qm", "init"], root),
+        )
+    )
+    results["uv_sync_warm_cache_seconds"] = timed(lambda: sh(["uv", "sync", "--frozen", "-q"], root))
+    dvc = [str(root / ".venv" / "bin" / "dvc")]
+    results["full_repro_seconds"] = timed(lambda: sh([*dvc, "repro"], root))
+    results["noop_repro_seconds"] = median_time(lambda: sh([*dvc, "repro"], root), repeat=5)
+    package = next(path.name for path in (root / "src").iterdir() if path.is_dir())
+    script = str(root / ".venv" / "bin" / package)
+    results["cli_startup_seconds"] = median_time(lambda: sh([script, "--help"], root), repeat=5)
+    results["stage_seconds"] = {
+        stage: {
+            "dvc": timed(lambda stage=stage: sh([*dvc, "repro", "--force", "--single-item", stage], root)),
+            "bare": timed(lambda stage=stage: sh([script, stage], root)),
+        }
+        for stage in STAGES
+    }
+    print(json.dumps(results, indent=2))
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
