@@ -24,8 +24,11 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = ["extract", "validate", "analyze", "prepare", "train", "evaluate", "accept"]
 
 
-def env() -> dict[str, str]:
+def env(project: Path | None = None) -> dict[str, str]:
+    """The environment `uv run` would give inside the project: its .venv/bin first on PATH."""
     variables = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    if project is not None:
+        variables["PATH"] = f"{project / '.venv' / 'bin'}{os.pathsep}{variables.get('PATH', '')}"
     variables.setdefault("GIT_AUTHOR_NAME", "bench")
     variables.setdefault("GIT_AUTHOR_EMAIL", "bench@example.com")
     variables.setdefault("GIT_COMMITTER_NAME", "bench")
@@ -40,7 +43,7 @@ def timed(action: Callable[[], object]) -> float:
 
 
 def sh(command: list[str], cwd: Path) -> None:
-    completed = subprocess.run(command, cwd=cwd, env=env(), capture_output=True, text=True, check=False)
+    completed = subprocess.run(command, cwd=cwd, env=env(cwd), capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         sys.exit(f"{' '.join(command)} failed:\n{completed.stdout}\n{completed.stderr}")
 
