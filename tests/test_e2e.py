@@ -40,24 +40,49 @@ def test_sample_binary_project_end_to_end(tmp_path: Path) -> None:
     """The default project, as a user meets it: each step below depends on the one before."""
     root = render(tmp_path / "churn", tasks=True)
     install(root)
-    check_first_repro_trains_and_accepts(root)
+    check_first_repro_tunes_trains_and_accepts(root)
     check_second_repro_runs_nothing(root)
-    check_a_params_change_reruns_only_downstream_stages(root)
     check_metrics_and_plots_are_dvc_readable(root)
-    check_mlflow_run_has_model_metrics_and_lineage(root)
+    check_mlflow_run_has_trials_metrics_and_lineage(root)
     check_generated_project_tests_and_lint_pass(root)
+    check_forced_reruns_are_reproducible(root)
+    check_a_params_change_reruns_only_downstream_stages(root)
 
 
-def check_first_repro_trains_and_accepts(root: Path) -> None:
+def check_first_repro_tunes_trains_and_accepts(root: Path) -> None:
     output = repro(root)
     assert stages_run(output) == ["extract", "validate", "analyze", "prepare", "train", "evaluate", "accept"]
-    accepted(root)
+    assert "[random_forest] trial 8/8: roc_auc=" in output
+    acceptance = accepted(root)
+    assert acceptance["registry"]["version"] == "1"
+    assert acceptance["registry"]["champion"] == "1"
+    assert acceptance["registry"]["comparison"]["reason"] == "first accepted model"
     metrics = json.loads((root / "reports" / "metrics.json").read_text())
     assert set(metrics["model"]["test"]) == {"roc_auc", "f1", "accuracy", "log_loss"}
     assert metrics["model"]["test"]["roc_auc"] > metrics["baseline"]["test"]["roc_auc"] + 0.05
+    leaderboard = json.loads((root / "reports" / "leaderboard.json").read_text())
+    assert {entry["family"] for entry in leaderboard["leaderboard"]} == {
+        "linear",
+        "random_forest",
+        "hist_gradient_boosting",
+    }
+    assert leaderboard["winner"] == leaderboard["leaderboard"][0]
+    slices = json.loads((root / "reports" / "slices.json").read_text())
+    assert slices["by"] == "plan"
+    assert set(slices["slices"]) == {"basic", "standard", "premium"}
     for path in ("data/raw/data.parquet", "models/model/MLmodel", "reports/eda/index.html", "mlflow.db"):
         assert (root / path).exists(), path
-    for plot in ("roc.json", "precision_recall.json", "confusion.json", "roc.png", "confusion_matrix.png"):
+    for plot in (
+        "roc.json",
+        "precision_recall.json",
+        "confusion.json",
+        "calibration.json",
+        "feature_importance.json",
+        "roc.png",
+        "confusion_matrix.png",
+        "calibration.png",
+        "feature_importance.png",
+    ):
         assert (root / "reports" / "plots" / plot).exists(), plot
 
 
@@ -66,36 +91,40 @@ def check_second_repro_runs_nothing(root: Path) -> None:
     assert "up to date" in run(["uv", "run", "--frozen", "dvc", "status"], root).stdout
 
 
-def check_a_params_change_reruns_only_downstream_stages(root: Path) -> None:
-    params_file = root / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
-    params["train"]["hyperparameters"]["learning_rate"] = 0.08
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    assert stages_run(repro(root)) == ["train", "evaluate", "accept"]
-    accepted(root)
-
-
 def check_metrics_and_plots_are_dvc_readable(root: Path) -> None:
     shown = json.loads(run(["uv", "run", "--frozen", "dvc", "metrics", "show", "--json"], root).stdout)
     values = next(iter(shown.values()))["data"]["reports/metrics.json"]["data"]
     assert 0.5 < values["model"]["test"]["roc_auc"] <= 1.0
     plots = run(["uv", "run", "--frozen", "dvc", "plots", "show", "--json"], root).stdout
-    assert "ROC curve" in plots
-    assert "Confusion matrix" in plots
+    for title in ("ROC curve", "Confusion matrix", "Calibration", "Permutation feature importance"):
+        assert title in plots
 
 
-def check_mlflow_run_has_model_metrics_and_lineage(root: Path) -> None:
+def mlflow_query(root: Path, expression: str) -> object:
     code = (
         "import json, mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db');"
-        "run = mlflow.get_run(json.load(open('models/run.json'))['run_id']);"
-        "print(json.dumps({'metrics': run.data.metrics, 'tags': run.data.tags, 'params': run.data.params}))"
+        f"print(json.dumps({expression}, default=str))"
     )
-    logged = json.loads(run(["uv", "run", "--frozen", "python", "-c", code], root).stdout.strip().splitlines()[-1])
+    return json.loads(run(["uv", "run", "--frozen", "python", "-c", code], root).stdout.strip().splitlines()[-1])
+
+
+def check_mlflow_run_has_trials_metrics_and_lineage(root: Path) -> None:
+    run_id = json.loads((root / "models" / "run.json").read_text())["run_id"]
+    logged = mlflow_query(
+        root,
+        f"(lambda r: {{'metrics': r.data.metrics, 'tags': r.data.tags, 'params': r.data.params}})"
+        f"(mlflow.get_run('{run_id}'))",
+    )
     assert logged["metrics"]["test_roc_auc"] > 0.75
     assert "baseline_test_roc_auc" in logged["metrics"]
     assert len(logged["tags"]["git_commit"]) == 40
     assert logged["tags"]["data_version"] != "unknown"
-    assert logged["params"]["estimator"] == "hist_gradient_boosting"
+    assert logged["params"]["winner"] in {"linear", "random_forest", "hist_gradient_boosting"}
+    children = mlflow_query(
+        root,
+        f"len(mlflow.search_runs(filter_string=\"tags.mlflow.parentRunId = '{run_id}'\", search_all_experiments=True))",
+    )
+    assert children == 24  # 3 candidates x 8 trials
 
 
 def check_generated_project_tests_and_lint_pass(root: Path) -> None:
@@ -103,15 +132,137 @@ def check_generated_project_tests_and_lint_pass(root: Path) -> None:
     run(["uv", "run", "--frozen", "ruff", "check", "."], root)
 
 
-@pytest.mark.parametrize("task", ["multiclass_classification", "regression"])
-def test_sample_pipeline_for_other_tasks(tmp_path: Path, task: str) -> None:
-    root = render(tmp_path / "p", tasks=True, task=task)
+def predictions_fingerprint(root: Path) -> str:
+    code = (
+        "import hashlib, mlflow.sklearn, pandas as pd, yaml;"
+        "m = mlflow.sklearn.load_model('models/model'); t = pd.read_parquet('data/prepared/test.parquet');"
+        "target = yaml.safe_load(open('schema.yaml'))['target']['name'];"
+        "print(hashlib.sha256(m.predict_proba(t.drop(columns=[target])).tobytes()).hexdigest())"
+    )
+    return run(["uv", "run", "--frozen", "python", "-c", code], root).stdout.strip().splitlines()[-1]
+
+
+def check_forced_reruns_are_reproducible(root: Path) -> None:
+    before = (root / "reports" / "metrics.json").read_text(), predictions_fingerprint(root)
+    repro(root, "--force")
+    after = (root / "reports" / "metrics.json").read_text(), predictions_fingerprint(root)
+    assert before == after
+    assert (root / "reports" / "leaderboard.json").exists()
+
+
+def check_a_params_change_reruns_only_downstream_stages(root: Path) -> None:
+    params_file = root / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["train"]["tuning"]["n_trials"] = 3
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    assert stages_run(repro(root)) == ["train", "evaluate", "accept"]
+    accepted(root)
+
+
+def edit_params(root: Path, change: dict) -> None:
+    params_file = root / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    for dotted, value in change.items():
+        *parents, key = dotted.split(".")
+        section = params
+        for parent in parents:
+            section = section[parent]
+        section[key] = value
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def cli(root: Path, *args: str, check: bool = True) -> str:
+    completed = run(["uv", "run", "--frozen", "churn_model", *args], root, check=check)
+    return completed.stdout + completed.stderr
+
+
+def test_registry_champion_challenger_promote_and_rollback(tmp_path: Path) -> None:
+    root = render(tmp_path / "churn", tasks=True)
     install(root)
+    edit_params(root, {"train.tuning.n_trials": 3})
     repro(root)
+    assert accepted(root)["registry"]["champion"] == "1"
+
+    # A weaker model that still passes acceptance: registered as challenger, champion untouched.
+    edit_params(root, {"train.candidates": {"random_forest": {"n_estimators": 3, "max_depth": 1}}})
+    repro(root)
+    registry = accepted(root)["registry"]
+    assert registry["version"] == "2"
+    assert registry["comparison"]["promoted"] is False
+    assert registry["champion"] == "1"
+    assert "v2    challenger" in cli(root, "models")
+    assert "v1    champion" in cli(root, "models")
+
+    # A model that fails acceptance never reaches the registry.
+    edit_params(root, {"accept.thresholds": {"roc_auc": 0.99}})
+    completed = run(["uv", "run", "--frozen", "dvc", "repro"], root, check=False)
+    assert completed.returncode != 0
+    assert "roc_auc on test is" in completed.stdout + completed.stderr
+    assert json.loads((root / "reports" / "acceptance.json").read_text())["registry"]["registered"] is False
+    models = cli(root, "models")
+    assert "v3" not in models
+    assert "v1    champion" in models
+
+    assert "champion is now v2 (was v1)" in cli(root, "promote", "2")
+    assert "challenger,champion" in cli(root, "models")
+    assert "rolled back from v2 to v1" in cli(root, "rollback")
+    assert "v1    champion" in cli(root, "models")
+    failed = run(["uv", "run", "--frozen", "churn_model", "rollback"], root, check=False)
+    assert failed.returncode == 1
+    assert "no previous champion" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    failed = run(["uv", "run", "--frozen", "churn_model", "promote", "7"], root, check=False)
+    assert failed.returncode == 1
+    assert "has no version 7" in failed.stderr
+
+
+def test_dvc_experiments_compare_with_metrics_diff(tmp_path: Path) -> None:
+    root = render(tmp_path / "churn", tasks=True)
+    install(root)
+    edit_params(root, {"train.tuning.n_trials": 2})
+    repro(root)
+    run(["git", "add", "--all"], root)
+    run(["git", "commit", "-q", "-m", "baseline model"], root)
+
+    output = run(["uv", "run", "--frozen", "dvc", "exp", "run", "-S", "prepare.seed=7"], root).stdout
+    assert "Ran experiment" in output
+    diff = json.loads(run(["uv", "run", "--frozen", "dvc", "metrics", "diff", "--json"], root).stdout)
+    assert "reports/metrics.json" in diff
+    shown = run(["uv", "run", "--frozen", "dvc", "exp", "show", "--json"], root).stdout
+    assert '"prepare.seed"' in shown or '"seed": 7' in shown
+
+
+TASK_METRICS = {
+    "binary_classification": {"roc_auc", "f1", "accuracy", "log_loss"},
+    "multiclass_classification": {"f1_macro", "accuracy", "log_loss"},
+    "regression": {"rmse", "mae", "r2"},
+}
+
+
+@pytest.mark.parametrize(
+    ("task", "library"),
+    [
+        ("multiclass_classification", "sklearn"),
+        ("regression", "sklearn"),
+        ("binary_classification", "lightgbm"),
+        ("multiclass_classification", "lightgbm"),
+        ("regression", "lightgbm"),
+        ("binary_classification", "xgboost"),
+        ("multiclass_classification", "xgboost"),
+        ("regression", "xgboost"),
+    ],
+)
+def test_every_task_with_every_model_library(tmp_path: Path, task: str, library: str) -> None:
+    root = render(tmp_path / "p", tasks=True, task=task, model_library=library)
+    install(root)
+    edit_params(root, {"train.tuning.n_trials": 2})
+    output = repro(root)
+    boosting = {"sklearn": "hist_gradient_boosting"}.get(library, library)
+    assert f"[{boosting}] trial 2/2" in output
     accepted(root)
     metrics = json.loads((root / "reports" / "metrics.json").read_text())["model"]["test"]
-    expected = {"multiclass_classification": {"f1_macro", "accuracy", "log_loss"}, "regression": {"rmse", "mae", "r2"}}
-    assert set(metrics) == expected[task]
+    assert set(metrics) == TASK_METRICS[task]
+    run(["uv", "run", "--frozen", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_model_quality.py"], root)
 
 
 def synthetic_rows(count: int, seed: int) -> list[dict[str, object]]:

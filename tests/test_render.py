@@ -17,16 +17,19 @@ TASKS = ["binary_classification", "multiclass_classification", "regression"]
 SOURCES = ["sample", "file", "sql"]
 PYTHONS = ["3.11", "3.12", "3.13"]
 LICENSES = ["MIT", "Apache-2.0", "BSD-3-Clause", "Proprietary"]
+LIBRARIES = ["sklearn", "lightgbm", "xgboost"]
 
-# Every task with every source; Python versions and licenses rotate through the combinations.
+# Every task with every source and every model library; Python versions and licenses
+# rotate through the combinations.
 MATRIX = [
     {
         "task": task,
         "data_source": source,
+        "model_library": library,
         "python_version": PYTHONS[i % len(PYTHONS)],
         "license": LICENSES[i % len(LICENSES)],
     }
-    for i, (task, source) in enumerate((t, s) for t in TASKS for s in SOURCES)
+    for i, (task, source, library) in enumerate((t, s, lib) for t in TASKS for s in SOURCES for lib in LIBRARIES)
 ]
 
 
@@ -100,6 +103,19 @@ def test_answers_reach_the_project(rendered: tuple[Path, dict[str, str]]) -> Non
     assert "_commit" in stored
     assert "_src_path" in stored
     assert (root / "src" / "churn_model" / "pipeline" / "train.py").exists()
+
+
+def test_only_the_chosen_model_library_is_rendered(rendered: tuple[Path, dict[str, str]]) -> None:
+    root, answers = rendered
+    dependencies = " ".join(tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"])
+    code = (root / "src" / "churn_model" / "estimators.py").read_text()
+    candidates = yaml.safe_load((root / "params.yaml").read_text())["train"]["candidates"]
+    boosting = {"sklearn": "hist_gradient_boosting"}.get(answers["model_library"], answers["model_library"])
+    assert list(candidates) == ["linear", "random_forest", boosting]
+    for library in ("lightgbm", "xgboost"):
+        chosen = library == answers["model_library"]
+        assert (library in dependencies) == chosen
+        assert (f"from {library} import" in code) == chosen
 
 
 def test_sql_answers_are_quoted_safely(tmp_path: Path) -> None:

@@ -59,5 +59,69 @@ for _name in STAGES:
     app.command(name=_name.replace("_", "-"))(_stage_command(_name))
 
 
+def _registered_model() -> str:
+    from .params import load_params
+
+    return load_params().mlflow.registered_model
+
+
+def _user_errors_exit_1(action: Callable[[], None]) -> None:
+    from .errors import StageError
+
+    try:
+        action()
+    except StageError as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def models() -> None:
+    """List the registered model's versions: aliases, metrics, code version."""
+
+    def show() -> None:
+        from .registry import versions
+
+        name = _registered_model()
+        typer.echo(f"{name}:")
+        for row in versions(name):
+            aliases = ",".join(row["aliases"]) or "-"
+            metrics = " ".join(f"{key}={value:.4f}" for key, value in sorted(row["metrics"].items()))
+            typer.echo(
+                f"  v{row['version']:<4} {aliases:<21} {row['family']:<24} {metrics}  {row['created']}"
+                f" {row['git_commit']}"
+            )
+
+    _user_errors_exit_1(show)
+
+
+@app.command()
+def promote(version: str = typer.Argument(..., help="the version to make champion")) -> None:
+    """Make VERSION the champion (the model that serves)."""
+
+    def run() -> None:
+        from .registry import promote as promote_version
+
+        name = _registered_model()
+        previous = promote_version(name, version)
+        typer.echo(f"{name}: champion is now v{version} (was {f'v{previous}' if previous else 'none'}).")
+
+    _user_errors_exit_1(run)
+
+
+@app.command()
+def rollback() -> None:
+    """Put the previous champion back."""
+
+    def run() -> None:
+        from .registry import rollback as rollback_champion
+
+        name = _registered_model()
+        current, previous = rollback_champion(name)
+        typer.echo(f"{name}: champion rolled back from v{current} to v{previous}.")
+
+    _user_errors_exit_1(run)
+
+
 def main() -> None:
     app()

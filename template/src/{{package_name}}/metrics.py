@@ -19,10 +19,10 @@ HIGHER_IS_BETTER = {
     "rmse": False,
     "mae": False,
 }
-PRIMARY_METRIC = {
-    "binary_classification": "roc_auc",
-    "multiclass_classification": "f1_macro",
-    "regression": "rmse",
+TASK_METRICS = {
+    "binary_classification": ("roc_auc", "f1", "accuracy", "log_loss"),
+    "multiclass_classification": ("f1_macro", "accuracy", "log_loss"),
+    "regression": ("rmse", "mae", "r2"),
 }
 
 
@@ -59,3 +59,11 @@ def compute_metrics(
 def improvement(metric: str, value: float, reference: float) -> float:
     """How much better `value` is than `reference`, positive when better."""
     return value - reference if HIGHER_IS_BETTER[metric] else reference - value
+
+
+def score_model(model: Any, task: str, features: pd.DataFrame, target: pd.Series) -> dict[str, float]:
+    """All of the task's metrics for a fitted model (or baseline) on one frame."""
+    classify = is_classification(task)
+    proba = model.predict_proba(features) if classify else None
+    classes = list(model.classes_) if classify else []
+    return compute_metrics(task, target, model.predict(features), proba, classes)

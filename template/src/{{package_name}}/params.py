@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import StageError
+from .metrics import TASK_METRICS
 
 Task = Literal["binary_classification", "multiclass_classification", "regression"]
 
@@ -64,20 +65,63 @@ class PrepareParams(Section):
     seed: int = 42
 
 
+class Range(Section):
+    """A search range: ints give an integer parameter, floats a real one."""
+
+    low: int | float
+    high: int | float
+    log: bool = False
+    step: int | float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is above high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+class Choices(Section):
+    choices: list[Any] = Field(min_length=1)
+
+
+# A hyperparameter is searched (range or choices) or fixed (a plain value).
+SearchSpace = dict[str, Range | Choices | bool | int | float | str | None]
+
+
+class TuningParams(Section):
+    n_trials: int = Field(8, ge=1)
+    timeout: float | None = Field(None, gt=0)  # seconds per candidate; a safety cap
+    cv_folds: int = Field(0, ge=0, le=20)  # 0: score on the validation split
+    storage: str | None = None  # None: in memory; or a database URL shared by several machines
+
+    @model_validator(mode="after")
+    def _folds(self) -> TuningParams:
+        if self.cv_folds == 1:
+            raise ValueError("cv_folds must be 0 (use the validation split) or at least 2")
+        return self
+
+
 class TrainParams(Section):
-    estimator: Literal["hist_gradient_boosting", "random_forest", "linear"] = "hist_gradient_boosting"
     seed: int = 42
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    primary_metric: str = "roc_auc"
+    tuning: TuningParams = Field(default_factory=TuningParams)
+    candidates: dict[str, SearchSpace] = Field(default_factory=lambda: {"linear": {}}, min_length=1)
 
 
 class EvaluateParams(Section):
     max_curve_points: int = Field(200, ge=10)
+    slice_by: str | None = None  # a categorical feature: metrics per category
+    importance_repeats: int = Field(5, ge=1)
+    calibration_bins: int = Field(10, ge=2)
 
 
 class AcceptParams(Section):
     split: Literal["validation", "test"] = "test"
     thresholds: dict[str, float] = Field(default_factory=dict)
     margin_over_baseline: dict[str, float] = Field(default_factory=dict)
+    champion_tolerance: float = Field(0.0, ge=0.0)  # how much worse than the champion still promotes
 
 
 class MlflowParams(Section):
@@ -98,6 +142,13 @@ class Params(Section):
     mlflow: MlflowParams
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _metric_fits_task(self) -> Params:
+        known = TASK_METRICS[self.task]
+        if self.train.primary_metric not in known:
+            raise ValueError(f"train.primary_metric {self.train.primary_metric!r} is not one of {', '.join(known)}")
+        return self
 
 
 def parse_params(data: dict[str, Any], source: str = "params.yaml") -> Params:

@@ -62,6 +62,14 @@ class Paths:
         return self.reports / "eda"
 
     @property
+    def leaderboard(self) -> Path:
+        return self.reports / "leaderboard.json"
+
+    @property
+    def slices(self) -> Path:
+        return self.reports / "slices.json"
+
+    @property
     def metrics(self) -> Path:
         return self.reports / "metrics.json"
 

@@ -23,6 +23,11 @@ for _logger in ("mlflow.sklearn", "mlflow.utils.environment", "mlflow.utils.uv_u
     logging.getLogger(_logger).setLevel(logging.ERROR)
 
 
+def tracking_enabled() -> bool:
+    """MLFLOW_TRACKING=off skips tracking and the registry (the models/ copy is still saved)."""
+    return os.environ.get("MLFLOW_TRACKING", "on").strip().lower() not in ("off", "0", "false", "no")
+
+
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 

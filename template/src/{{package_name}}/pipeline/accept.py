@@ -1,12 +1,21 @@
-"""Stage accept: the model acceptance test. Minimum metrics and a margin over the baseline."""
+"""Stage accept: the model acceptance test, then the registry.
+
+A model passes when it meets the minimum metrics of params.yaml and beats the baseline by
+the required margin. A passing model is registered as a new version with the alias
+`challenger`, and becomes `champion` when it is not worse than the current champion on the
+same data (within `accept.champion_tolerance`). A failing model never touches the registry.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StageError
-from ..files import read_json, write_json
+from ..files import read_json, read_parquet, write_json
 from ..metrics import HIGHER_IS_BETTER, improvement
+from ..schema import load_contract
+from ..tracking import lineage_tags, tracking_enabled
 
 if TYPE_CHECKING:
     from ..params import AcceptParams, Params
@@ -14,15 +23,95 @@ if TYPE_CHECKING:
 
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
-    checks = check_model(read_json(paths.metrics), params.accept)
+    report = read_json(paths.metrics)
+    checks = check_model(report, params.accept)
     failed = [check for check in checks if not check["passed"]]
-    write_json(paths.acceptance, {"accepted": not failed, "split": params.accept.split, "checks": checks})
+    result: dict[str, Any] = {"accepted": not failed, "split": params.accept.split, "checks": checks}
     if failed:
+        result["registry"] = {"registered": False, "reason": "the model did not pass acceptance"}
+        write_json(paths.acceptance, result)
         raise StageError(
             f"the model is not accepted ({len(failed)} of {len(checks)} rules failed, see {paths.acceptance}):\n"
             + "\n".join(f"  - {check['message']}" for check in failed)
         )
-    return {"accepted": True, "rules": len(checks)}
+    if tracking_enabled():
+        result["registry"] = register_and_compare(params, paths, report["model"][params.accept.split])
+    else:
+        result["registry"] = {"registered": False, "reason": "tracking is off (MLFLOW_TRACKING=off)"}
+    write_json(paths.acceptance, result)
+    return {"accepted": True, "rules": len(checks)} | {
+        key: result["registry"].get(key) for key in ("version", "champion") if key in result["registry"]
+    }
+
+
+def register_and_compare(params: Params, paths: Paths, metrics: dict[str, float]) -> dict[str, Any]:
+    """Register the accepted model as challenger; promote it when it is not worse than the champion."""
+    from .. import registry
+
+    run_info = read_json(paths.run_info)
+    name = params.mlflow.registered_model
+    metric = params.train.primary_metric
+    client = registry.client()
+    champion_before = registry.alias_version(client, name, registry.CHAMPION) if _exists(client, name) else None
+    tags = lineage_tags(paths.root) | {
+        "family": run_info["family"],
+        "run_id": run_info["run_id"],
+        "metrics": json.dumps(metrics, sort_keys=True),
+        "params": json.dumps(params.train.model_dump(), sort_keys=True, default=str)[:4900],
+    }
+    version = registry.register(client, name, run_info["model_uri"], tags)
+    comparison = compare_with_champion(params, paths, name, champion_before, metrics[metric])
+    if comparison["promoted"]:
+        registry.set_champion(client, name, version)
+    return {
+        "registered": True,
+        "model": name,
+        "version": version,
+        "champion_before": champion_before,
+        "champion": version if comparison["promoted"] else champion_before,
+        "comparison": comparison,
+    }
+
+
+def compare_with_champion(
+    params: Params, paths: Paths, name: str, champion: str | None, challenger_score: float
+) -> dict[str, Any]:
+    """Score the current champion on the same split as the challenger, within a tolerance."""
+    metric = params.train.primary_metric
+    tolerance = params.accept.champion_tolerance
+    if champion is None:
+        return {"metric": metric, "challenger": challenger_score, "promoted": True, "reason": "first accepted model"}
+    import mlflow.sklearn
+
+    from .evaluate import score
+
+    contract = load_contract(paths.schema)
+    champion_model = mlflow.sklearn.load_model(f"models:/{name}@champion")
+    frame = read_parquet(paths.split(params.accept.split))
+    champion_score = score(champion_model, params.task, contract, frame)[metric]
+    gain = improvement(metric, challenger_score, champion_score)
+    promoted = gain >= -tolerance
+    return {
+        "metric": metric,
+        "challenger": challenger_score,
+        "champion": champion_score,
+        "tolerance": tolerance,
+        "promoted": promoted,
+        "reason": (
+            f"challenger {metric} {challenger_score:.4f} vs champion v{champion} {champion_score:.4f}"
+            f" (difference {gain:+.4f}, tolerance {tolerance})"
+        ),
+    }
+
+
+def _exists(client: Any, name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        return False
+    return True
 
 
 def check_model(report: dict[str, Any], accept: AcceptParams) -> list[dict[str, Any]]:

@@ -1,16 +1,21 @@
-"""Stage evaluate: the task's metrics on validation and test, for the model and a baseline.
+"""Stage evaluate: how good the model is, and where.
 
-Writes reports/metrics.json (DVC metrics), plot data for `dvc plots show` and PNG copies,
-and logs all of it to the training run in MLflow.
+Writes the task's metrics on validation and test for the model and a trivial baseline
+(reports/metrics.json), metrics per slice of a categorical feature (reports/slices.json),
+and plots as DVC plot data plus PNG: ROC and precision-recall or predicted-vs-actual,
+confusion matrix, calibration or residuals, permutation feature importance. All of it is
+also logged to the training run in MLflow.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..errors import StageError
 from ..files import read_json, read_parquet, write_json
-from ..metrics import compute_metrics, is_classification
+from ..metrics import HIGHER_IS_BETTER, is_classification, score_model
 from ..schema import load_contract
+from ..tracking import start_run, tracking_enabled
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -18,18 +23,16 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from ..params import Params
+    from ..params import EvaluateParams, Params
     from ..paths import Paths
     from ..schema import Contract
 
 EVALUATED_SPLITS = ("validation", "test")
+MIN_SLICE_ROWS = 20
 
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
-    import mlflow
     import mlflow.sklearn
-
-    from ..tracking import start_run
 
     contract = load_contract(paths.schema)
     model = mlflow.sklearn.load_model(str(paths.model))
@@ -41,20 +44,33 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         report["model"][name] = score(model, params.task, contract, frame)
         report["baseline"][name] = score(baseline, params.task, contract, frame)
     write_json(paths.metrics, report)
+    test = splits["test"]
+    write_json(paths.slices, slice_metrics(model, params.task, contract, test, params.evaluate.slice_by))
 
-    features, target = contract.split_xy(splits["test"])
-    images = write_plots(params.task, model, features, target, paths.plots_dir, params.evaluate.max_curve_points)
+    features, target = contract.split_xy(test)
+    out = paths.plots_dir
+    out.mkdir(parents=True, exist_ok=True)
+    write_plots(params.task, model, features, target, out, params.evaluate)
+    write_importance(model, params, features, target, out)
 
     run_info = read_json(paths.run_info)
+    if tracking_enabled() and run_info.get("run_id"):
+        log_to_mlflow(run_info, report, paths)
+    return {"test": report["model"]["test"]}
+
+
+def log_to_mlflow(run_info: dict[str, Any], report: dict[str, Any], paths: Paths) -> None:
+    import mlflow
+
     with start_run(run_info["experiment"], run_id=run_info["run_id"], run_name="evaluate"):
         for owner, results in report.items():
             for split_name, values in results.items():
                 prefix = split_name if owner == "model" else f"baseline_{split_name}"
                 mlflow.log_metrics({f"{prefix}_{key}": value for key, value in values.items()})
         mlflow.log_artifact(str(paths.metrics))
-        for image in images:
-            mlflow.log_artifact(str(image), artifact_path="plots")
-    return {"test": report["model"]["test"]}
+        mlflow.log_artifact(str(paths.slices))
+        for path in sorted(paths.plots_dir.iterdir()):
+            mlflow.log_artifact(str(path), artifact_path="plots")
 
 
 def fit_baseline(task: str, contract: Contract, train: pd.DataFrame) -> Any:
@@ -67,76 +83,194 @@ def fit_baseline(task: str, contract: Contract, train: pd.DataFrame) -> Any:
 
 
 def score(model: Any, task: str, contract: Contract, frame: pd.DataFrame) -> dict[str, float]:
-    features, target = contract.split_xy(frame)
-    proba = model.predict_proba(features) if is_classification(task) else None
-    classes = list(model.classes_) if is_classification(task) else []
-    values = compute_metrics(task, target, model.predict(features), proba, classes)
+    values = score_model(model, task, *contract.split_xy(frame))
     return {key: round(value, 6) for key, value in values.items()}
 
 
+def slice_metrics(
+    model: Any, task: str, contract: Contract, frame: pd.DataFrame, slice_by: str | None
+) -> dict[str, Any]:
+    """Metrics per category of one categorical feature (the first one unless params name it)."""
+    column = slice_by or next(iter(contract.categorical_features), None)
+    if column is None:
+        return {"by": None, "slices": {}}
+    if column not in contract.categorical_features:
+        raise StageError(
+            f"evaluate.slice_by {column!r} is not a categorical feature; choose one of:"
+            f" {', '.join(contract.categorical_features) or '(none)'}."
+        )
+    slices: dict[str, Any] = {}
+    groups = frame[column].astype(object).fillna("(missing)")
+    for category in sorted(groups.unique(), key=str):
+        part = frame[groups == category]
+        entry: dict[str, Any] = {"rows": len(part)}
+        if len(part) >= MIN_SLICE_ROWS:
+            try:
+                entry |= score(model, task, contract, part)
+            except ValueError:  # e.g. one class only in this slice: ROC AUC is undefined
+                entry["note"] = "metrics undefined on this slice"
+        else:
+            entry["note"] = f"fewer than {MIN_SLICE_ROWS} rows"
+        slices[str(category)] = entry
+    return {"by": column, "slices": slices}
+
+
+def write_importance(model: Any, params: Params, features: pd.DataFrame, target: pd.Series, out: Path) -> Path:
+    """Permutation importance on the test split: how much the primary metric drops per feature."""
+    from sklearn.inspection import permutation_importance
+
+    task, metric = params.task, params.train.primary_metric
+    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+
+    def scorer(estimator: Any, x: pd.DataFrame, y: pd.Series) -> float:
+        return sign * score_model(estimator, task, x, y)[metric]
+
+    result = permutation_importance(
+        model,
+        features,
+        target,
+        scoring=scorer,
+        n_repeats=params.evaluate.importance_repeats,
+        random_state=params.train.seed,
+        n_jobs=1,
+    )
+    rows = sorted(
+        (
+            {"feature": name, "importance": round(float(mean), 6), "std": round(float(std), 6)}
+            for name, mean, std in zip(features.columns, result.importances_mean, result.importances_std, strict=True)
+        ),
+        key=lambda row: -row["importance"],
+    )
+    write_json(out / "feature_importance.json", rows)
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 0.4 * len(rows) + 1.2))
+    axis.barh([row["feature"] for row in rows][::-1], [row["importance"] for row in rows][::-1], color="#4c72b0")
+    axis.set_xlabel(f"drop in {metric} when shuffled")
+    axis.set_title("Permutation feature importance (test)")
+    return _save(figure, out / "feature_importance.png")
+
+
 def write_plots(
-    task: str, model: Any, features: pd.DataFrame, target: pd.Series, out: Path, max_points: int
+    task: str, model: Any, features: pd.DataFrame, target: pd.Series, out: Path, params: EvaluateParams
 ) -> list[Path]:
     """Plot data for DVC (JSON) and the same plots as PNG; returns the PNG paths."""
+    predicted = model.predict(features)
+    if task == "regression":
+        return write_regression_plots(target, predicted, out, params)
+    proba = model.predict_proba(features)
+    images = [write_confusion(target, predicted, out)]
+    if task == "binary_classification":
+        images += write_binary_curves(target == model.classes_[1], proba[:, 1], out, params)
+    else:
+        # Top-label calibration: is the model right as often as its confidence says?
+        images.append(write_calibration(predicted == target.to_numpy(), proba.max(axis=1), out, params, "top label"))
+    return images
+
+
+def write_confusion(target: pd.Series, predicted: np.ndarray, out: Path) -> Path:
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    rows = [{"actual": str(a), "predicted": str(p)} for a, p in zip(target, predicted, strict=True)]
+    write_json(out / "confusion.json", rows)
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5, 4))
+    ConfusionMatrixDisplay.from_predictions(target.astype(str), predicted.astype(str), ax=axis, colorbar=False)
+    return _save(figure, out / "confusion_matrix.png")
+
+
+def write_binary_curves(positive: pd.Series, proba: np.ndarray, out: Path, params: EvaluateParams) -> list[Path]:
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    fpr, tpr, _ = roc_curve(positive, proba)
+    precision, recall, _ = precision_recall_curve(positive, proba)
+    write_json(out / "roc.json", _curve("fpr", fpr, "tpr", tpr, params.max_curve_points))
+    write_json(out / "precision_recall.json", _curve("recall", recall, "precision", precision, params.max_curve_points))
+    images = [
+        _line_plot(fpr, tpr, ("false positive rate", "true positive rate"), "ROC curve (test)", out / "roc.png"),
+        _line_plot(recall, precision, ("recall", "precision"), "Precision-recall (test)", out / "precision_recall.png"),
+    ]
+    images.append(write_calibration(positive.to_numpy(), proba, out, params, "positive class"))
+    return images
+
+
+def write_calibration(outcome: np.ndarray, proba: np.ndarray, out: Path, params: EvaluateParams, label: str) -> Path:
+    from sklearn.calibration import calibration_curve
+
+    observed, predicted = calibration_curve(outcome, proba, n_bins=params.calibration_bins, strategy="uniform")
+    rows = [
+        {"mean_predicted": round(float(p), 6), "fraction_positive": round(float(o), 6)}
+        for p, o in zip(predicted, observed, strict=True)
+    ]
+    write_json(out / "calibration.json", rows)
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5, 4))
+    axis.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
+    axis.plot(predicted, observed, marker="o", label="model")
+    axis.set_xlabel(f"predicted probability ({label})")
+    axis.set_ylabel("observed frequency")
+    axis.legend()
+    axis.set_title("Calibration (test)")
+    return _save(figure, out / "calibration.png")
+
+
+def write_regression_plots(target: pd.Series, predicted: np.ndarray, out: Path, params: EvaluateParams) -> list[Path]:
+    actual = target.to_numpy(dtype=float)
+    residual = actual - predicted
+    write_json(
+        out / "predicted_vs_actual.json",
+        [
+            {"actual": round(float(a), 4), "predicted": round(float(p), 4)}
+            for a, p in zip(actual, predicted, strict=True)
+        ],
+    )
+    write_json(
+        out / "residuals.json",
+        [
+            {"predicted": round(float(p), 4), "residual": round(float(r), 4)}
+            for p, r in zip(predicted, residual, strict=True)
+        ],
+    )
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5, 4))
+    axis.scatter(actual, predicted, s=6, alpha=0.5)
+    low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
+    axis.plot([low, high], [low, high], color="grey", linestyle="--")
+    axis.set_xlabel("actual")
+    axis.set_ylabel("predicted")
+    axis.set_title("Predicted vs actual (test)")
+    first = _save(figure, out / "predicted_vs_actual.png")
+    figure, axis = plt.subplots(figsize=(5, 4))
+    axis.scatter(predicted, residual, s=6, alpha=0.5)
+    axis.axhline(0, color="grey", linestyle="--")
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("actual - predicted")
+    axis.set_title("Residuals (test)")
+    return [first, _save(figure, out / "residuals.png")]
+
+
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out.mkdir(parents=True, exist_ok=True)
-    predicted = model.predict(features)
-    images: list[Path] = []
+    return plt
 
-    def save(figure: Any, name: str) -> None:
-        figure.tight_layout()
-        figure.savefig(out / name, dpi=80)
-        plt.close(figure)
-        images.append(out / name)
 
-    if is_classification(task):
-        write_json(
-            out / "confusion.json",
-            [{"actual": str(a), "predicted": str(p)} for a, p in zip(target, predicted, strict=True)],
-        )
-        from sklearn.metrics import ConfusionMatrixDisplay
+def _save(figure: Any, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    _pyplot().close(figure)
+    return path
 
-        figure, axis = plt.subplots(figsize=(5, 4))
-        ConfusionMatrixDisplay.from_predictions(target, predicted, ax=axis, colorbar=False)
-        save(figure, "confusion_matrix.png")
-    if task == "binary_classification":
-        from sklearn.metrics import precision_recall_curve, roc_curve
 
-        positive = model.classes_[1]
-        proba = model.predict_proba(features)[:, 1]
-        fpr, tpr, _ = roc_curve(target == positive, proba)
-        precision, recall, _ = precision_recall_curve(target == positive, proba)
-        write_json(out / "roc.json", _curve("fpr", fpr, "tpr", tpr, max_points))
-        write_json(out / "precision_recall.json", _curve("recall", recall, "precision", precision, max_points))
-        for name, x, y, labels in (
-            ("roc.png", fpr, tpr, ("false positive rate", "true positive rate")),
-            ("precision_recall.png", recall, precision, ("recall", "precision")),
-        ):
-            figure, axis = plt.subplots(figsize=(5, 4))
-            axis.plot(x, y)
-            axis.set_xlabel(labels[0])
-            axis.set_ylabel(labels[1])
-            save(figure, name)
-    if task == "regression":
-        write_json(
-            out / "predicted_vs_actual.json",
-            [
-                {"actual": round(float(a), 4), "predicted": round(float(p), 4)}
-                for a, p in zip(target, predicted, strict=True)
-            ],
-        )
-        figure, axis = plt.subplots(figsize=(5, 4))
-        axis.scatter(target, predicted, s=6, alpha=0.5)
-        low, high = float(min(target.min(), predicted.min())), float(max(target.max(), predicted.max()))
-        axis.plot([low, high], [low, high], color="grey", linestyle="--")
-        axis.set_xlabel("actual")
-        axis.set_ylabel("predicted")
-        save(figure, "predicted_vs_actual.png")
-    return images
+def _line_plot(x: np.ndarray, y: np.ndarray, labels: tuple[str, str], title: str, path: Path) -> Path:
+    figure, axis = _pyplot().subplots(figsize=(5, 4))
+    axis.plot(x, y)
+    axis.set_xlabel(labels[0])
+    axis.set_ylabel(labels[1])
+    axis.set_title(title)
+    return _save(figure, path)
 
 
 def _curve(x_name: str, x: np.ndarray, y_name: str, y: np.ndarray, max_points: int) -> list[dict[str, float]]:

@@ -1,0 +1,121 @@
+"""The MLflow model registry: accepted models become versions; aliases say which one serves.
+
+`champion` is the version in production, `challenger` the newest accepted one. The
+registered model's tag `champion_history` keeps every champion in order, so a rollback
+knows where to go back to.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from .errors import StageError
+from .tracking import tracking_uri
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_TAG = "champion_history"
+
+
+def client() -> MlflowClient:
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return MlflowClient()
+
+
+def register(registry: MlflowClient, name: str, model_uri: str, tags: dict[str, str]) -> str:
+    """A new version of `name` from a logged model; returns its version number."""
+    import mlflow
+
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    registry.set_registered_model_alias(name, CHALLENGER, version.version)
+    return str(version.version)
+
+
+def alias_version(registry: MlflowClient, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(registry.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def history(registry: MlflowClient, name: str) -> list[str]:
+    tags = registry.get_registered_model(name).tags
+    return list(json.loads(tags.get(HISTORY_TAG, "[]")))
+
+
+def set_champion(registry: MlflowClient, name: str, version: str) -> None:
+    """Point `champion` at `version` and append it to the history."""
+    registry.set_registered_model_alias(name, CHAMPION, version)
+    registry.set_model_version_tag(name, version, "promoted_at", datetime.now(UTC).isoformat(timespec="seconds"))
+    past = history(registry, name)
+    if not past or past[-1] != version:
+        registry.set_registered_model_tag(name, HISTORY_TAG, json.dumps([*past, version]))
+
+
+def promote(name: str, version: str) -> str | None:
+    """Make `version` the champion by hand; returns the previous champion."""
+    from mlflow.exceptions import MlflowException
+
+    registry = client()
+    try:
+        registry.get_model_version(name, version)
+    except MlflowException:
+        raise StageError(f"model {name!r} has no version {version}; see `models`.") from None
+    previous = alias_version(registry, name, CHAMPION)
+    set_champion(registry, name, version)
+    return previous
+
+
+def rollback(name: str) -> tuple[str, str]:
+    """Champion back to the previous champion; returns (from, to)."""
+    registry = client()
+    _require_model(registry, name)
+    past = history(registry, name)
+    if len(past) < 2:
+        raise StageError(f"model {name!r} has no previous champion to roll back to (history: {past or 'empty'}).")
+    current, previous = past[-1], past[-2]
+    registry.set_registered_model_alias(name, CHAMPION, previous)
+    registry.set_registered_model_tag(name, HISTORY_TAG, json.dumps(past[:-1]))
+    registry.set_model_version_tag(name, current, "rolled_back_at", datetime.now(UTC).isoformat(timespec="seconds"))
+    return current, previous
+
+
+def versions(name: str) -> list[dict[str, Any]]:
+    """Every version, newest first, with its aliases and the metrics it was accepted with."""
+    registry = client()
+    model = _require_model(registry, name)
+    aliases: dict[str, list[str]] = {}
+    for alias, version in model.aliases.items():
+        aliases.setdefault(str(version), []).append(alias)
+    rows = []
+    for version in registry.search_model_versions(f"name = '{name}'"):
+        rows.append(
+            {
+                "version": str(version.version),
+                "aliases": sorted(aliases.get(str(version.version), [])),
+                "created": datetime.fromtimestamp(version.creation_timestamp / 1000, UTC).isoformat(timespec="seconds"),
+                "family": version.tags.get("family", ""),
+                "metrics": json.loads(version.tags.get("metrics", "{}")),
+                "git_commit": version.tags.get("git_commit", "")[:10],
+            }
+        )
+    return sorted(rows, key=lambda row: -int(row["version"]))
+
+
+def _require_model(registry: MlflowClient, name: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return registry.get_registered_model(name)
+    except MlflowException:
+        raise StageError(f"no registered model {name!r} in {tracking_uri()}: run `dvc repro` first.") from None
