@@ -1,8 +1,10 @@
 """Pipeline benchmark: render, install, full and no-op `dvc repro`, per-stage times.
 
-Prints one JSON object. Per-stage times are measured twice, side by side: through DVC
-(`dvc repro --force --single-item STAGE`) and as the bare stage command, so the DVC
-overhead per stage shows. Run: `uv run python benchmarks/pipeline.py [--keep DIR]`.
+Prints one JSON object. Per-stage times are measured side by side in one run: through DVC
+(`dvc repro --force --single-item STAGE`), as the bare stage command, and for the stages
+that talk to MLflow, the bare command with tracking off (MLFLOW_TRACKING=off), so the DVC
+and MLflow overheads per stage show. `train` runs the default tuning budget.
+Run: `uv run python benchmarks/pipeline.py [--keep DIR]`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ["extract", "validate", "analyze", "prepare", "train", "evaluate", "accept"]
+TRACKED_STAGES = ["train", "evaluate", "accept"]
 
 
 def env(project: Path | None = None) -> dict[str, str]:
@@ -42,8 +45,9 @@ def timed(action: Callable[[], object]) -> float:
     return round(time.perf_counter() - started, 3)
 
 
-def sh(command: list[str], cwd: Path) -> None:
-    completed = subprocess.run(command, cwd=cwd, env=env(cwd), capture_output=True, text=True, check=False)
+def sh(command: list[str], cwd: Path, **extra_env: str) -> None:
+    variables = env(cwd) | extra_env
+    completed = subprocess.run(command, cwd=cwd, env=variables, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         sys.exit(f"{' '.join(command)} failed:\n{completed.stdout}\n{completed.stderr}")
 
@@ -87,6 +91,11 @@ def main() -> None:
         }
         for stage in STAGES
     }
+    results["mlflow_overhead_seconds"] = {}
+    for stage in TRACKED_STAGES:
+        off = timed(lambda stage=stage: sh([script, stage], root, MLFLOW_TRACKING="off"))
+        on = timed(lambda stage=stage: sh([script, stage], root))
+        results["mlflow_overhead_seconds"][stage] = {"on": on, "off": off, "overhead": round(on - off, 3)}
     print(json.dumps(results, indent=2))
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -183,8 +183,14 @@ def test_registry_champion_challenger_promote_and_rollback(tmp_path: Path) -> No
     repro(root)
     assert accepted(root)["registry"]["champion"] == "1"
 
-    # A weaker model that still passes acceptance: registered as challenger, champion untouched.
-    edit_params(root, {"train.candidates": {"random_forest": {"n_estimators": 3, "max_depth": 1}}})
+    # A weaker model that still passes (lower) acceptance rules: registered as challenger only.
+    edit_params(
+        root,
+        {
+            "train.candidates": {"random_forest": {"n_estimators": 3, "max_depth": 1}},
+            "accept.thresholds": {"roc_auc": 0.6},
+        },
+    )
     repro(root)
     registry = accepted(root)["registry"]
     assert registry["version"] == "2"

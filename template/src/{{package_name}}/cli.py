@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from importlib import import_module
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -29,6 +31,8 @@ STAGES = {
     "evaluate": "Score model and baseline on validation and test; write metrics and plots.",
     "accept": "Apply the acceptance rules of params.yaml; fail when the model falls short.",
 }
+
+MODEL_SOURCE_HELP = "auto (the registry's champion, else models/), registry or local"
 
 
 def run_stage(name: str) -> dict[str, object]:
@@ -96,7 +100,7 @@ def models() -> None:
 
 
 @app.command()
-def promote(version: str = typer.Argument(..., help="the version to make champion")) -> None:
+def promote(version: Annotated[str, typer.Argument(help="the version to make champion")]) -> None:
     """Make VERSION the champion (the model that serves)."""
 
     def run() -> None:
@@ -121,6 +125,77 @@ def rollback() -> None:
         typer.echo(f"{name}: champion rolled back from v{current} to v{previous}.")
 
     _user_errors_exit_1(run)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on (0.0.0.0 in a container)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
+    model_source: Annotated[str, typer.Option(help=MODEL_SOURCE_HELP)] = "auto",
+) -> None:
+    """Serve the champion model over HTTP (see /docs)."""
+    import os
+
+    os.environ["SERVE_MODEL_SOURCE"] = model_source  # every worker process reads the same settings
+
+    def check_then_serve() -> None:
+        from .serving.app import create_app
+        from .serving.config import ServingConfig
+        from .serving.loader import load_model
+
+        config = ServingConfig.from_env()
+        create_app(config)  # contract and params load, or a readable error now
+        params_task, registered = _task_and_model()
+        loaded = load_model(config, params_task, registered)
+        typer.echo(f"Serving {loaded.name} version {loaded.version} ({loaded.source}) on http://{host}:{port}")
+        import uvicorn
+
+        uvicorn.run(
+            f"{__package__}.serving.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+        )
+
+    _user_errors_exit_1(check_then_serve)
+
+
+@app.command()
+def predict(
+    source: Annotated[Path, typer.Argument(help="CSV or Parquet file of raw rows")],
+    target: Annotated[Path, typer.Argument(help="CSV or Parquet file to write predictions to")],
+    chunk_rows: Annotated[int, typer.Option(min=1, help="rows per chunk (bounds memory)")] = 100_000,
+    model_source: Annotated[str, typer.Option(help=MODEL_SOURCE_HELP)] = "auto",
+) -> None:
+    """Batch prediction with the served model; rows that break the contract go to TARGET.errors.csv."""
+
+    def run() -> None:
+        import os
+
+        from .batch import predict_file
+        from .schema import load_contract
+        from .serving.config import ServingConfig
+        from .serving.loader import load_model
+
+        os.environ["SERVE_MODEL_SOURCE"] = model_source
+        config = ServingConfig.from_env()
+        params_task, registered = _task_and_model()
+        loaded = load_model(config, params_task, registered)
+        result = predict_file(source, target, loaded, load_contract(config.root / "schema.yaml"), chunk_rows)
+        typer.echo(json.dumps(result))
+
+    _user_errors_exit_1(run)
+
+
+def _task_and_model() -> tuple[str, str]:
+    from .params import load_params
+
+    params = load_params()
+    return params.task, params.mlflow.registered_model
 
 
 def main() -> None:

@@ -16,7 +16,11 @@ if TYPE_CHECKING:
 
 
 def build_preprocessor(contract: Contract, scale: bool = True) -> ColumnTransformer:
-    """Impute and scale numeric columns; impute and one-hot encode categorical ones."""
+    """Impute (with missing-value indicators) and scale numeric columns; one-hot encode categorical ones.
+
+    The encoder gives missing values a column of their own and ignores categories it never
+    saw, so serving never fails on them; the contract decides what is allowed in.
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
@@ -25,12 +29,7 @@ def build_preprocessor(contract: Contract, scale: bool = True) -> ColumnTransfor
     numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median", add_indicator=True))]
     if scale:
         numeric_steps.append(("scale", StandardScaler()))
-    categorical = Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
-            ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-        ]
-    )
+    categorical = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
     return ColumnTransformer(
         [
             ("numeric", Pipeline(numeric_steps), contract.numeric_features),

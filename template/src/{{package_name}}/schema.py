@@ -18,6 +18,7 @@ from .errors import StageError
 if TYPE_CHECKING:
     import pandas as pd
     import pandera.pandas as pa
+    from pydantic import BaseModel
 
 Category = str | int
 
@@ -84,7 +85,115 @@ class Contract:
         return self.pandera_schema().validate(selected, lazy=True)
 
     def split_xy(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-        return frame[self.feature_names], frame[self.target.name]
+        return self.features_of(frame), frame[self.target.name]
+
+    def features_of(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The feature columns in contract order, typed as the model always sees them.
+
+        Numeric columns as float64, categorical ones as Python objects with NaN for missing
+        values (never None or pandas' NA): training, batch prediction and the API all pass
+        through here or `frame()`, so the fitted pipeline only ever sees one representation.
+        """
+        import numpy as np
+        import pandas as pd
+
+        columns = {}
+        for column in self.features:
+            values = frame[column.name]
+            if column.kind == "numeric":
+                columns[column.name] = values.to_numpy(dtype="float64", na_value=np.nan)
+            else:
+                columns[column.name] = values.astype(object).to_numpy(dtype=object, na_value=np.nan)
+        return pd.DataFrame(columns, index=frame.index)
+
+    def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
+        """Feature rows as the model expects them: contract order and types (numeric float, categorical text).
+
+        Built column by column from NumPy arrays: several times faster than a frame of records
+        plus a type cast, which matters on the request path.
+        """
+        import numpy as np
+        import pandas as pd
+
+        columns = {}
+        for column in self.features:
+            values = [np.nan if record.get(column.name) is None else record[column.name] for record in records]
+            columns[column.name] = np.array(values, dtype="float64" if column.kind == "numeric" else object)
+        return pd.DataFrame(columns)
+
+    def check_rows(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+        """Vectorised row checks for batch prediction: the valid rows, typed, and a reason per bad row.
+
+        The same rules as the pandera schema, per row rather than per column: a missing
+        column, a value of the wrong type, out of range, not an allowed category, or missing
+        where the contract allows no missing value.
+        """
+        import pandas as pd
+
+        missing = [name for name in self.feature_names if name not in frame.columns]
+        if missing:
+            raise StageError(
+                f"input has no column {', '.join(missing)}; the contract needs: {', '.join(self.feature_names)}."
+            )
+        reasons = pd.Series("", index=frame.index, dtype=object)
+        typed = {}
+        for column in self.features:
+            raw = frame[column.name]
+            absent = raw.isna()
+            if column.kind == "numeric":
+                values = pd.to_numeric(raw, errors="coerce").astype("float64")
+                wrong = values.isna() & ~absent
+                bad = wrong | ~(values.between(column.minimum, column.maximum) | values.isna())
+                rule = f"{column.name}: not a number in [{column.minimum:g}, {column.maximum:g}]"
+            else:
+                values = raw.astype(object).where(~absent, None)
+                as_text = values.map(lambda value: None if value is None else str(value))
+                bad = ~(as_text.isin([str(category) for category in column.categories]) | absent)
+                values = as_text
+                rule = f"{column.name}: not one of {list(column.categories)}"
+            if not column.max_missing:
+                bad_missing = absent
+                reasons = reasons.where(~bad_missing, reasons + f"{column.name}: missing; ")
+            reasons = reasons.where(~bad, reasons + rule + "; ")
+            typed[column.name] = values
+        valid = reasons == ""
+        clean = self.features_of(pd.DataFrame(typed, index=frame.index)[valid])
+        return clean, reasons[~valid].str.rstrip("; ")
+
+    def record_model(self) -> type[BaseModel]:
+        """The API's request model for one row: every feature required, typed and bounded as the contract says."""
+        from typing import Literal
+
+        from pydantic import ConfigDict, Field, create_model
+
+        fields: dict[str, Any] = {}
+        for index, column in enumerate(self.features):
+            if column.kind == "numeric":
+                annotation: Any = float
+                # strict: JSON true/false is not a number here, whatever Python thinks
+                constraint = Field(
+                    alias=column.name, ge=column.minimum, le=column.maximum, allow_inf_nan=False, strict=True
+                )
+            else:
+                annotation = Literal[tuple(str(category) for category in column.categories)]
+                constraint = Field(alias=column.name)
+            if column.max_missing:
+                annotation = annotation | None
+            # Python names for the fields, the contract's column names on the wire.
+            fields[f"feature_{index}"] = (annotation, constraint)
+        return create_model("Record", __config__=ConfigDict(extra="forbid", title="Record"), **fields)
+
+    def target_annotation(self) -> Any:
+        """The pydantic type of a valid target value (feedback labels are checked against it)."""
+        from typing import Annotated, Literal
+
+        from pydantic import BeforeValidator, Field
+
+        if self.target.kind == "numeric":
+            bounds = Field(ge=self.target.minimum, le=self.target.maximum, allow_inf_nan=False, strict=True)
+            return Annotated[float, bounds]
+        # JSON true/false must not pass for the classes 1/0.
+        return Annotated[Literal[tuple(self.target.categories)], BeforeValidator(_not_a_boolean)]
 
     def to_yaml(self, header: str = "") -> str:
         body = {
@@ -92,6 +201,12 @@ class Contract:
             "features": {column.name: column.to_dict() for column in self.features},
         }
         return header + yaml.safe_dump(body, sort_keys=False, default_flow_style=None)
+
+
+def _not_a_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a valid label")
+    return value
 
 
 def _pandera_column(column: Column) -> pa.Column:

@@ -1,0 +1,1 @@
+"""The prediction service, its model loader and its prediction log."""

@@ -1,0 +1,98 @@
+"""Load the model to serve: the registry's champion when a registry is reachable, else models/."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StageError
+from ..metrics import is_classification
+from ..tracking import tracking_uri
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .config import ServingConfig
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """The fitted Pipeline and what the service says about it."""
+
+    model: Any
+    task: str
+    name: str
+    version: str
+    source: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> list[Any]:
+        return [_plain(value) for value in self.model.classes_] if is_classification(self.task) else []
+
+    def predict(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        """One answer per row: the prediction, and class probabilities for classifiers."""
+        if not is_classification(self.task):
+            return [{"prediction": float(value)} for value in self.model.predict(frame)]
+        proba = self.model.predict_proba(frame)
+        classes = self.classes
+        names = [str(label) for label in classes]
+        return [
+            {"prediction": classes[int(row.argmax())], "probabilities": dict(zip(names, row.tolist(), strict=True))}
+            for row in proba
+        ]
+
+
+def load_model(config: ServingConfig, task: str, registered_model: str) -> LoadedModel:
+    """Registry first (source auto or registry), then the local artifact (auto or local)."""
+    if config.model_source in ("auto", "registry"):
+        try:
+            return from_registry(task, registered_model, config.root)
+        except Exception as error:  # any registry failure means: fall back, or report it
+            if config.model_source == "registry":
+                raise StageError(f"cannot load the champion of {registered_model!r}: {error}") from None
+    return from_local(task, config.root / config.model_path, config.root)
+
+
+def registry_reachable(root: Path) -> bool:
+    """A server URL counts as reachable; a SQLite store only when its file exists (never create one)."""
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        return (path if path.is_absolute() else root / path).exists()
+    return True
+
+
+def from_registry(task: str, name: str, root: Path) -> LoadedModel:
+    if not registry_reachable(root):
+        raise StageError(f"no MLflow store at {tracking_uri()}")
+    import mlflow
+    import mlflow.sklearn
+
+    mlflow.set_tracking_uri(tracking_uri())
+    version = mlflow.MlflowClient().get_model_version_by_alias(name, "champion")
+    model = mlflow.sklearn.load_model(f"models:/{name}/{version.version}")
+    metrics = json.loads(version.tags.get("metrics", "{}"))
+    return LoadedModel(model, task, name, str(version.version), "registry", metrics)
+
+
+def from_local(task: str, path: Path, root: Path) -> LoadedModel:
+    """The pipeline's own artifact: models/model/model.pkl, written by `train`."""
+    import cloudpickle
+
+    artifact = path / "model.pkl"
+    if not artifact.exists():
+        raise StageError(f"no model at {artifact}: run `dvc repro` (or point SERVE_MODEL_PATH at a model).")
+    with artifact.open("rb") as handle:
+        model = cloudpickle.load(handle)
+    run_file = path.parent / "run.json"
+    run_id = json.loads(run_file.read_text()).get("run_id") if run_file.exists() else None
+    metrics_file = root / "reports" / "metrics.json"
+    metrics = json.loads(metrics_file.read_text())["model"]["test"] if metrics_file.exists() else {}
+    return LoadedModel(model, task, path.name, f"local-{(run_id or 'unknown')[:8]}", "local", metrics)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,153 @@
+"""The prediction log: every prediction and every piece of feedback, for monitoring.
+
+Requests only put rows on an in-memory queue; one writer thread inserts them in batches
+through SQLAlchemy (SQLite in WAL mode by default, any SQLAlchemy URL such as PostgreSQL by
+configuration). `close()` drains the queue, so a clean shutdown loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+logger = logging.getLogger(__name__)
+
+metadata = sa.MetaData()
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("request_id", sa.String(36), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.Column("input", sa.Text, nullable=False),
+    sa.Column("output", sa.Text, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+)
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(36), nullable=False, index=True),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+_STOP = object()
+
+
+def make_engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+            cursor = connection.cursor()
+            # WAL: readers (monitoring) never block the writer; several workers can share the file.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.close()
+
+    return engine
+
+
+class PredictionLog:
+    """Asynchronous, batched writes of prediction rows; synchronous feedback."""
+
+    def __init__(self, url: str, batch_size: int = 2000, interval: float = 0.2) -> None:
+        self.engine = make_engine(url)
+        metadata.create_all(self.engine)
+        self.batch_size = batch_size
+        self.interval = interval  # seconds between writes under load: fewer, larger transactions
+        self.dropped = 0
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pause = threading.Event()
+        self._writer = threading.Thread(target=self._write_forever, name="prediction-log", daemon=True)
+        self._writer.start()
+
+    def record(self, rows: list[dict[str, Any]]) -> None:
+        """Queue rows (request_id, created_at, model_version, input, output, latency_ms); never blocks."""
+        self._queue.put(rows)
+
+    def flush(self) -> None:
+        """Wait until everything queued so far is in the database."""
+        done = threading.Event()
+        self._queue.put(done)
+        self._pause.set()
+        done.wait()
+
+    def close(self) -> None:
+        self._queue.put(_STOP)
+        self._pause.set()
+        self._writer.join()
+        self.engine.dispose()
+
+    def add_feedback(self, request_id: str, label: Any) -> bool:
+        """Store the true label of a logged prediction; False when the request id is unknown."""
+        self.flush()
+        with self.engine.begin() as connection:
+            known = connection.execute(
+                sa.select(predictions.c.request_id).where(predictions.c.request_id == request_id)
+            ).first()
+            if known is None:
+                return False
+            connection.execute(
+                feedback.insert().values(request_id=request_id, label=json.dumps(label), created_at=time.time())
+            )
+        return True
+
+    def count(self) -> int:
+        self.flush()
+        with self.engine.connect() as connection:
+            return int(connection.execute(sa.select(sa.func.count()).select_from(predictions)).scalar_one())
+
+    def _write_forever(self) -> None:
+        pending: list[dict[str, Any]] = []
+        waiting: list[threading.Event] = []
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            while True:
+                if item is _STOP:
+                    stop = True
+                elif isinstance(item, threading.Event):
+                    waiting.append(item)
+                else:
+                    pending.extend(item)
+                if stop or len(pending) >= self.batch_size:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if pending:
+                started = time.monotonic()
+                self._insert(pending)
+                pending = []
+            else:
+                started = None
+            for event in waiting:
+                event.set()
+            waiting = []
+            if started is not None and not stop:
+                # Let rows gather while requests are flowing; flush() and close() cut the wait short.
+                self._pause.wait(max(0.0, self.interval - (time.monotonic() - started)))
+                self._pause.clear()
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        encoded = [row | {"input": json.dumps(row["input"]), "output": json.dumps(row["output"])} for row in rows]
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(predictions.insert(), encoded)
+                return
+            except sa.exc.SQLAlchemyError:
+                logger.exception("prediction log write failed (attempt %d of 3)", attempt + 1)
+                time.sleep(0.2 * (attempt + 1))
+        self.dropped += len(rows)

@@ -1,0 +1,67 @@
+"""Prometheus metrics of the service: requests, errors, latency, predictions, model version."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from ..metrics import is_classification
+
+if TYPE_CHECKING:
+    from ..schema import Contract
+    from .loader import LoadedModel
+
+KNOWN_PATHS = frozenset({"/predict", "/feedback", "/health", "/ready", "/model", "/metrics", "/reload"})
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class ServiceMetrics:
+    """One registry per app, so several apps (tests, workers) never share counters."""
+
+    def __init__(self, task: str, contract: Contract) -> None:
+        self.registry = CollectorRegistry()
+        self.classify = is_classification(task)
+        self.requests = Counter(
+            "http_requests", "HTTP requests by path and status", ["path", "status"], registry=self.registry
+        )
+        self.rejections = Counter(
+            "prediction_rejections", "Predict requests refused, by reason", ["reason"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "prediction_latency_seconds", "Time to answer /predict", buckets=LATENCY_BUCKETS, registry=self.registry
+        )
+        if self.classify:
+            self.predictions: Any = Counter(
+                "predictions", "Predictions by predicted class", ["label"], registry=self.registry
+            )
+        else:
+            low, high = contract.target.minimum or 0.0, contract.target.maximum or 1.0
+            buckets = [low + (high - low) * step / 10 for step in range(1, 11)]
+            self.predictions = Histogram(
+                "prediction_value", "Predicted values", buckets=buckets, registry=self.registry
+            )
+        self.model = Gauge(
+            "model_info", "The served model (value 1)", ["name", "version", "source"], registry=self.registry
+        )
+
+    def request(self, path: str, status: int) -> None:
+        self.requests.labels(path if path in KNOWN_PATHS else "other", str(status)).inc()
+
+    def rejected(self, reason: str) -> None:
+        self.rejections.labels(reason).inc()
+
+    def predicted(self, answers: list[dict[str, Any]], latency: float) -> None:
+        self.latency.observe(latency)
+        for answer in answers:
+            if self.classify:
+                self.predictions.labels(str(answer["prediction"])).inc()
+            else:
+                self.predictions.observe(answer["prediction"])
+
+    def model_loaded(self, loaded: LoadedModel) -> None:
+        self.model.clear()
+        self.model.labels(loaded.name, loaded.version, loaded.source).set(1)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
