@@ -6,13 +6,22 @@ import csv
 import json
 import random
 import re
+import signal
+import socket
 import sqlite3
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .conftest import render, run
+from .conftest import project_env, render, run
 
 pytestmark = pytest.mark.e2e
 
@@ -366,3 +375,139 @@ def test_sql_source_runs_the_query(tmp_path: Path) -> None:
     accepted(root)
     assert yaml.safe_load((root / "schema.yaml").read_text())["target"]["categories"] == [0, 1]
     run(["uv", "run", "--frozen", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider"], root)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http(method: str, url: str, body: object = None, headers: dict[str, str] | None = None) -> tuple[int, object]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    for key, value in (headers or {}).items():
+        request.add_header(key, value)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text = response.read().decode()
+            status = response.status
+    except urllib.error.HTTPError as error:
+        text, status = error.read().decode(), error.code
+    try:
+        return status, json.loads(text)
+    except json.JSONDecodeError:
+        return status, text
+
+
+@contextmanager
+def serving(root: Path, port: int, **environment: str) -> Iterator[str]:
+    """The project's real server on 127.0.0.1, stopped cleanly (SIGINT) on exit."""
+    env = project_env() | environment
+    server = subprocess.Popen(
+        ["uv", "run", "--frozen", "churn_model", "serve", "--port", str(port)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while http("GET", f"{base}/ready")[0] != 200:
+            assert server.poll() is None, server.stdout.read()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.2)
+        yield base
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=60)
+
+
+def prepared_test_rows(root: Path) -> list[dict[str, object]]:
+    code = (
+        "import pandas as pd; f = pd.read_parquet('data/prepared/test.parquet').drop(columns=['churned']);"
+        "print(f.to_json(orient='records'))"
+    )
+    return json.loads(run(["uv", "run", "--frozen", "python", "-c", code], root).stdout.strip().splitlines()[-1])
+
+
+def test_serving_end_to_end(tmp_path: Path) -> None:
+    root = render(tmp_path / "churn", tasks=True)
+    install(root)
+    edit_params(root, {"train.tuning.n_trials": 2})
+    repro(root)
+    rows = prepared_test_rows(root)
+    for line in (root / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY") and "--from" not in line:
+            for source in line.split()[1:-1]:
+                assert (root / source).exists(), f"the Dockerfile copies {source}, which does not exist"
+
+    with serving(root, free_port(), SERVE_RELOAD_TOKEN="s3cret") as base:
+        status, info = http("GET", f"{base}/model")
+        assert status == 200
+        assert (info["source"], info["version"]) == ("registry", "1")
+        status, answer = http("POST", f"{base}/predict", rows[0])
+        assert status == 200
+        assert len(answer["predictions"]) == 1
+        status, answer = http("POST", f"{base}/predict", rows)
+        assert status == 200
+        over_http = answer["predictions"]
+        assert http("POST", f"{base}/feedback", {"request_id": over_http[0]["request_id"], "label": 1})[0] == 201
+        assert http("POST", f"{base}/reload")[0] == 401
+        status, reloaded = http("POST", f"{base}/reload", headers={"authorization": "Bearer s3cret"})
+        assert status == 200
+        assert reloaded["version"] == "1"
+        fuzz = run(
+            [
+                "uv",
+                "run",
+                "--frozen",
+                "schemathesis",
+                "run",
+                f"{base}/openapi.json",
+                "--checks",
+                "all",
+                "--max-examples",
+                "40",
+                "--suppress-health-check",
+                "all",
+            ],
+            root,
+            check=False,
+        )
+        assert fuzz.returncode == 0, fuzz.stdout[-5000:]
+    assert "Traceback" not in fuzz.stdout
+
+    # Training-serving skew: the test split scored in process, by batch prediction and over HTTP.
+    run(["uv", "run", "--frozen", "churn_model", "predict", "data/prepared/test.parquet", "out.csv"], root)
+    code = (
+        "import json, mlflow.sklearn, pandas as pd; from churn_model.schema import load_contract;"
+        "c = load_contract(); m = mlflow.sklearn.load_model('models/model');"
+        "test = c.features_of(pd.read_parquet('data/prepared/test.parquet'));"
+        "print(json.dumps(m.predict_proba(test)[:, 1].tolist()))"
+    )
+    in_process = json.loads(run(["uv", "run", "--frozen", "python", "-c", code], root).stdout.strip().splitlines()[-1])
+    with (root / "out.csv").open() as handle:
+        batch = [float(row["probability_1"]) for row in csv.DictReader(handle)]
+    assert batch == pytest.approx(in_process, abs=1e-12)
+    assert [answer["probabilities"]["1"] for answer in over_http] == pytest.approx(in_process, abs=1e-12)
+
+
+def test_concurrent_load_leaves_exactly_one_log_row_per_prediction(tmp_path: Path) -> None:
+    root = render(tmp_path / "churn", tasks=True)
+    install(root)
+    edit_params(root, {"train.tuning.n_trials": 2})
+    repro(root)
+    rows = prepared_test_rows(root)
+    requests = 3000
+    with (
+        serving(root, free_port(), SERVE_PREDICTION_LOG_URL="sqlite:///load.db") as base,
+        ThreadPoolExecutor(max_workers=8) as pool,
+    ):
+        statuses = list(pool.map(lambda i: http("POST", f"{base}/predict", rows[i % len(rows)])[0], range(requests)))
+    assert statuses.count(200) == requests
+    with sqlite3.connect(root / "load.db") as connection:
+        assert connection.execute("SELECT count(*) FROM predictions").fetchone()[0] == requests
+        assert connection.execute("SELECT count(DISTINCT request_id) FROM predictions").fetchone()[0] == requests

@@ -77,10 +77,23 @@ def test_generated_code_is_lint_clean(rendered: tuple[Path, dict[str, str]]) -> 
         assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
+def test_dockerfile_passes_hadolint(rendered: tuple[Path, dict[str, str]]) -> None:
+    root, _ = rendered
+    hadolint = Path(sys.executable).parent / "hadolint"
+    completed = subprocess.run(
+        [str(hadolint), "--failure-threshold", "warning", str(root / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
 def test_file_set_matches_the_answers(rendered: tuple[Path, dict[str, str]]) -> None:
     root, answers = rendered
     names = {str(path.relative_to(root)) for path in project_files(root)}
-    assert {"pyproject.toml", "params.yaml", "dvc.yaml", ".dvc/config", ".copier-answers.yml", "README.md"} <= names
+    expected = {"pyproject.toml", "params.yaml", "dvc.yaml", ".dvc/config", ".copier-answers.yml", "README.md"}
+    assert expected | {"Dockerfile", ".dockerignore", "src/churn_model/serving/app.py"} <= names
     assert ("LICENSE" in names) == (answers["license"] != "Proprietary")
     assert ("schema.yaml" in names) == (answers["data_source"] == "sample")
     dvc = yaml.safe_load((root / "dvc.yaml").read_text())

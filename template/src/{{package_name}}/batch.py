@@ -6,6 +6,7 @@ contract are written to an errors file (row number, reason) instead of failing t
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +97,7 @@ def predict_file(
     """Score `source` into `target`; bad rows go to `<target>.errors.csv`. Returns counts."""
     if not source.exists():
         raise StageError(f"{source} not found.")
+    started = time.perf_counter()
     errors_path = target.with_name(target.name + ".errors.csv")
     target.parent.mkdir(parents=True, exist_ok=True)
     writer = OutputWriter(target)
@@ -123,4 +125,5 @@ def predict_file(
         "rejected": rejected,
         "output": str(target),
         "errors": str(errors_path) if errors_written else None,
+        "seconds": round(time.perf_counter() - started, 3),
     }

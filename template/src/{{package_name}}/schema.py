@@ -128,6 +128,7 @@ class Contract:
         column, a value of the wrong type, out of range, not an allowed category, or missing
         where the contract allows no missing value.
         """
+        import numpy as np
         import pandas as pd
 
         missing = [name for name in self.feature_names if name not in frame.columns]
@@ -146,15 +147,14 @@ class Contract:
                 bad = wrong | ~(values.between(column.minimum, column.maximum) | values.isna())
                 rule = f"{column.name}: not a number in [{column.minimum:g}, {column.maximum:g}]"
             else:
-                values = raw.astype(object).where(~absent, None)
-                as_text = values.map(lambda value: None if value is None else str(value))
-                bad = ~(as_text.isin([str(category) for category in column.categories]) | absent)
-                values = as_text
+                # Vectorised: compare as text, keep missing values missing.
+                values = raw.astype(str).where(~absent, np.nan)
+                bad = ~(values.isin([str(category) for category in column.categories]) | absent)
                 rule = f"{column.name}: not one of {list(column.categories)}"
-            if not column.max_missing:
-                bad_missing = absent
-                reasons = reasons.where(~bad_missing, reasons + f"{column.name}: missing; ")
-            reasons = reasons.where(~bad, reasons + rule + "; ")
+            if not column.max_missing and absent.any():
+                reasons[absent] = reasons[absent] + f"{column.name}: missing; "
+            if bad.any():
+                reasons[bad] = reasons[bad] + rule + "; "
             typed[column.name] = values
         valid = reasons == ""
         clean = self.features_of(pd.DataFrame(typed, index=frame.index)[valid])

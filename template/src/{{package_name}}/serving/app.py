@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import hmac
+import sys
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -152,6 +153,9 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         # Long-lived objects (model, contract, app) leave the GC's working set: shorter pauses.
         gc.collect()
         gc.freeze()
+        # Hand the GIL over every millisecond (default 5): the event loop, the model thread and
+        # the log writer share one interpreter, and the default shows up as tail latency.
+        sys.setswitchinterval(0.001)
         yield
         app.state.log.close()
 

@@ -1,0 +1,254 @@
+"""Serving benchmark: this project's service against `mlflow models serve`, in one run.
+
+Both serve the same trained model (models/model) on 127.0.0.1 and are loaded by the same
+client (wrk: single-row POSTs, 8 connections). Reported for each: requests per second,
+p50 and p99 latency, and the time from process start to the first good answer; plus the
+in-process predict time (the floor) and batch prediction of 1 million rows against the
+in-process predict time, with the batch process's peak memory. Prints one JSON object.
+
+Run: `uv run python benchmarks/serving.py [--project DIR]` (wrk: `apt-get install wrk`).
+Without --project a default project is rendered, installed and trained first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from pipeline import env  # noqa: E402 - the same project environment as the pipeline benchmark
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = {body!r}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def post(url: str, body: bytes) -> int:
+    request = urllib.request.Request(url, data=body, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return 0
+
+
+def seconds(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+
+def load(url: str, body: str, duration: int, connections: int) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT.format(body=body))
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script.name, url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    os.unlink(script.name)
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, flags=re.MULTILINE))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "requests_per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "p50_ms": round(seconds(latency["50"]) * 1000, 3),
+        "p99_ms": round(seconds(latency["99"]) * 1000, 3),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+def serve_and_load(
+    command: list[str], root: Path, path: str, body: str, args: argparse.Namespace, port: int
+) -> dict[str, float]:
+    """Start a server, time its first good answer, load it, stop it."""
+    started = time.perf_counter()
+    server = subprocess.Popen(command, cwd=root, env=env(root), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}{path}"
+    try:
+        while post(url, body.encode()) != 200:
+            if server.poll() is not None:
+                sys.exit(f"{' '.join(command)} exited: {server.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            if time.perf_counter() - started > 120:
+                sys.exit(f"{' '.join(command)} gave no good answer in 120 s")
+            time.sleep(0.05)
+        first_answer = time.perf_counter() - started
+        post(url, body.encode())  # warm
+        result = load(url, body, args.duration, args.connections)
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return {"start_to_first_answer_s": round(first_answer, 3), **result}
+
+
+IN_PROCESS = """
+import json, statistics, time
+from pathlib import Path
+from {package}.schema import load_contract
+from {package}.serving.config import ServingConfig
+from {package}.serving.loader import from_local
+contract = load_contract()
+loaded = from_local("{task}", Path("models/model"), Path("."))
+row = json.loads({row!r})
+frame = contract.frame([row])
+def median_us(action, n=2000):
+    times = []
+    for _ in range(n):
+        started = time.perf_counter(); action(); times.append(time.perf_counter() - started)
+    return round(statistics.median(times) * 1e6, 1)
+print(json.dumps({{
+    "frame_and_predict_us": median_us(lambda: loaded.predict(contract.frame([row]))),
+    "pipeline_predict_us": median_us(lambda: loaded.model.predict(frame)),
+}}))
+"""
+
+BATCH_FLOOR = """
+import json, resource, time
+import pandas as pd
+from pathlib import Path
+from {package}.schema import load_contract
+from {package}.serving.loader import from_local
+contract = load_contract()
+loaded = from_local("{task}", Path("models/model"), Path("."))
+features = contract.features_of(pd.read_parquet({source!r}))
+started = time.perf_counter()
+loaded.model.predict_proba(features) if loaded.classes else loaded.model.predict(features)
+print(json.dumps({{"in_process_predict_s": round(time.perf_counter() - started, 3),
+                  "in_process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}}))
+"""
+
+MEASURE_BATCH = """
+import json, resource, subprocess, sys, time
+started = time.perf_counter()
+out = subprocess.run([sys.argv[1], "predict", sys.argv[2], sys.argv[3], "--model-source", "local"],
+                     capture_output=True, text=True, check=True).stdout
+print(json.dumps({"command_s": round(time.perf_counter() - started, 3),
+                  "result": json.loads(out.strip().splitlines()[-1]),
+                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)}))
+"""
+
+MAKE_ROWS = """
+import sys
+from {package}.sample_data import generate
+generate("{task}", {rows}, seed=11).drop(columns=["{target}"]).to_parquet(sys.argv[1])
+"""
+
+
+def project_python(root: Path, code: str, *args: str) -> str:
+    python = str(root / ".venv" / "bin" / "python")
+    return subprocess.run(
+        [python, "-c", code, *args], cwd=root, env=env(root), capture_output=True, text=True, check=True
+    ).stdout
+
+
+def batch(root: Path, package: str, task: str, target: str, rows: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as folder:
+        source, output = Path(folder) / "rows.parquet", Path(folder) / "predictions.parquet"
+        project_python(root, MAKE_ROWS.format(package=package, task=task, rows=rows, target=target), str(source))
+        floor = json.loads(project_python(root, BATCH_FLOOR.format(package=package, task=task, source=str(source))))
+        script = str(root / ".venv" / "bin" / package)
+        # A fresh parent whose only child is the batch run: its children's peak RSS is the batch's.
+        measured = json.loads(project_python(root, MEASURE_BATCH, script, str(source), str(output)))
+    in_command = measured["result"]["seconds"]
+    return {
+        "rows": rows,
+        **floor,
+        "batch_command_s": measured["command_s"],
+        "batch_in_command_s": in_command,
+        "batch_over_in_process": round(in_command / floor["in_process_predict_s"], 3),
+        "batch_command_over_in_process": round(measured["command_s"] / floor["in_process_predict_s"], 3),
+        "batch_peak_rss_mb": measured["peak_rss_mb"],
+    }
+
+
+def prepare_project(args: argparse.Namespace) -> Path:
+    if args.project:
+        return args.project.absolute()
+    import copier
+
+    root = Path(tempfile.mkdtemp(prefix="bench-serving-")) / "project"
+    copier.run_copy(str(REPO), root, defaults=True, vcs_ref="HEAD", unsafe=True, quiet=True)
+    subprocess.run(["uv", "sync", "--frozen", "-q"], cwd=root, env=env(root), check=True)
+    subprocess.run([str(root / ".venv" / "bin" / "dvc"), "repro", "-q"], cwd=root, env=env(root), check=True)
+    return root
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--project", type=Path, help="a generated project with a trained model")
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load per server")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--batch-rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed as the load client: apt-get install wrk")
+    root = prepare_project(args)
+    package = next(p.name for p in (root / "src").iterdir() if (p / "cli.py").exists())
+    params = json.loads(
+        project_python(root, "import json, yaml; print(json.dumps(yaml.safe_load(open('params.yaml'))))")
+    )
+    schema = json.loads(
+        project_python(root, "import json, yaml; print(json.dumps(yaml.safe_load(open('schema.yaml'))))")
+    )
+    task, target = params["task"], schema["target"]["name"]
+    row = project_python(
+        root,
+        "import pandas as pd, sys; f = pd.read_parquet('data/prepared/test.parquet').drop(columns=[sys.argv[1]]);"
+        "print(f.head(1).to_json(orient='records')[1:-1])",
+        target,
+    ).strip()
+    script = str(root / ".venv" / "bin" / package)
+    results: dict[str, object] = {"machine": {"cpus": os.cpu_count()}, "client": f"wrk, {args.connections} connections"}
+    for workers in (1, 2):
+        port = free_port()
+        command = [script, "serve", "--port", str(port), "--workers", str(workers), "--model-source", "local"]
+        results[f"this_service_{workers}_worker"] = serve_and_load(command, root, "/predict", row, args, port)
+    port = free_port()
+    mlflow_command = [
+        str(root / ".venv" / "bin" / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        "models/model",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    mlflow_body = json.dumps({"dataframe_records": [json.loads(row)]})
+    results["mlflow_models_serve_1_worker"] = serve_and_load(
+        mlflow_command, root, "/invocations", mlflow_body, args, port
+    )
+    ours, theirs = results["this_service_1_worker"], results["mlflow_models_serve_1_worker"]
+    results["throughput_ratio_vs_mlflow"] = round(ours["requests_per_second"] / theirs["requests_per_second"], 2)  # type: ignore[index]
+    results["in_process"] = json.loads(project_python(root, IN_PROCESS.format(package=package, task=task, row=row)))
+    results["batch"] = batch(root, package, task, target, args.batch_rows)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
