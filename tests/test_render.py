@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import render
+from .conftest import REPO, render
 
 TASKS = ["binary_classification", "multiclass_classification", "regression"]
 SOURCES = ["sample", "file", "sql"]
@@ -167,3 +167,20 @@ def test_slug_and_package_derive_from_the_name(tmp_path: Path) -> None:
     assert stored["project_slug"] == "fraud-detector-2"
     assert stored["package_name"] == "fraud_detector_2"
     assert (root / "src" / "fraud_detector_2" / "cli.py").exists()
+
+
+def copier_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    copier = Path(sys.executable).parent / "copier"
+    return subprocess.run([str(copier), *args], capture_output=True, text=True, check=False, timeout=300)
+
+
+def test_stock_copier_without_trust_renders_and_says_what_to_run(tmp_path: Path) -> None:
+    dest = tmp_path / "p"
+    completed = copier_cli("copy", "--defaults", "--skip-tasks", "--vcs-ref", "HEAD", str(REPO), str(dest))
+    assert completed.returncode == 0, completed.stderr
+    assert (dest / "dvc.yaml").exists()
+    assert not (dest / ".git").exists()
+    message = completed.stdout + completed.stderr
+    assert "Setup tasks did not run (they need --trust)" in message
+    assert "git init --initial-branch=main && uv lock" in message
+    assert "uv run dvc repro" in message
