@@ -188,6 +188,15 @@ def edit_params(root: Path, change: dict) -> None:
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def trained_project(dest: Path, trials: int = 2, **answers: str) -> Path:
+    """Rendered (with setup tasks), installed, and through one `dvc repro` on a small tuning budget."""
+    root = render(dest, tasks=True, **answers)
+    install(root)
+    edit_params(root, {"train.tuning.n_trials": trials})
+    repro(root)
+    return root
+
+
 def cli(root: Path, *args: str, check: bool = True) -> str:
     completed = run(["uv", "run", "--frozen", "churn_model", *args], root, check=check)
     return completed.stdout + completed.stderr
@@ -240,10 +249,7 @@ def test_registry_champion_challenger_promote_and_rollback(tmp_path: Path) -> No
 
 
 def test_dvc_experiments_compare_with_metrics_diff(tmp_path: Path) -> None:
-    root = render(tmp_path / "churn", tasks=True)
-    install(root)
-    edit_params(root, {"train.tuning.n_trials": 2})
-    repro(root)
+    root = trained_project(tmp_path / "churn")
     run(["git", "add", "--all"], root)
     run(["git", "commit", "-q", "-m", "baseline model"], root)
 
@@ -444,10 +450,7 @@ def prepared_test_rows(root: Path) -> list[dict[str, object]]:
 
 
 def test_serving_end_to_end(tmp_path: Path) -> None:
-    root = render(tmp_path / "churn", tasks=True)
-    install(root)
-    edit_params(root, {"train.tuning.n_trials": 2})
-    repro(root)
+    root = trained_project(tmp_path / "churn")
     rows = prepared_test_rows(root)
     for line in (root / "Dockerfile").read_text().splitlines():
         if line.startswith("COPY") and "--from" not in line:
@@ -506,10 +509,7 @@ def test_serving_end_to_end(tmp_path: Path) -> None:
 
 
 def test_concurrent_load_leaves_exactly_one_log_row_per_prediction(tmp_path: Path) -> None:
-    root = render(tmp_path / "churn", tasks=True)
-    install(root)
-    edit_params(root, {"train.tuning.n_trials": 2})
-    repro(root)
+    root = trained_project(tmp_path / "churn")
     rows = prepared_test_rows(root)
     requests = 3000
     with (
