@@ -94,6 +94,10 @@ def test_file_set_matches_the_answers(rendered: tuple[Path, dict[str, str]]) -> 
     names = {str(path.relative_to(root)) for path in project_files(root)}
     expected = {"pyproject.toml", "params.yaml", "dvc.yaml", ".dvc/config", ".copier-answers.yml", "README.md"}
     assert expected | {"Dockerfile", ".dockerignore", "src/churn_model/serving/app.py"} <= names
+    assert {".github/workflows/ci.yml", ".github/workflows/train.yml"} <= names
+    ci = yaml.safe_load((root / ".github" / "workflows" / "ci.yml").read_text())
+    steps = [step.get("name") for step in ci["jobs"]["checks"]["steps"]]
+    assert ("Pipeline on the sample data" in steps) == (answers["data_source"] == "sample")
     assert ("LICENSE" in names) == (answers["license"] != "Proprietary")
     assert ("schema.yaml" in names) == (answers["data_source"] == "sample")
     dvc = yaml.safe_load((root / "dvc.yaml").read_text())
