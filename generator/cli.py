@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 from .errors import GeneratorError
 from .template_source import default_ref, default_template, question_names
 
@@ -109,13 +111,18 @@ def demo(dest: Path, template: str | None, vcs_ref: str | None) -> None:
     uv = shutil.which("uv") or "uv"
     run_step([uv, "sync", "--quiet"], dest)
     run_step([uv, "run", "--quiet", "dvc", "repro"], dest)
+    package = yaml.safe_load((dest / ".copier-answers.yml").read_text())["package_name"]
     print(
         f"\nThe demo project is in {dest}:\n"
         f"  metrics     {dest / 'reports/metrics.json'} (uv run dvc metrics show)\n"
         f"  acceptance  {dest / 'reports/acceptance.json'}\n"
         f"  model       {dest / 'models/model'} (an MLflow model; runs in {dest / 'mlflow.db'})\n"
         f"  reports     {dest / 'reports/eda/index.html'}, {dest / 'reports/plots'}\n"
-        f"Next: cd {dest} && uv run dvc plots show && uv run mlflow ui --backend-store-uri sqlite:///mlflow.db"
+        f"Next, in {dest}:\n"
+        f"  uv run {package} serve                 # the champion behind a REST API (docs at /docs)\n"
+        f"  uv run {package} models                # registry versions and aliases\n"
+        "  uv run dvc plots show                  # ROC, calibration, importance... as HTML\n"
+        "  uv run mlflow ui --backend-store-uri sqlite:///mlflow.db"
     )
 
 
