@@ -99,3 +99,7 @@ def test_help_does_not_import_copier() -> None:
     code = "import sys, generator.cli as c; c.build_parser(); print('copier' in sys.modules)"
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert completed.stdout.strip() == "False"
+
+
+def test_check_outside_a_generated_project_is_refused(tmp_path: Path) -> None:
+    assert_one_line_error(cli("check", str(tmp_path)), "has no .copier-answers.yml")
