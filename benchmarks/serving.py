@@ -2,7 +2,9 @@
 
 Both serve the same trained model (models/model) on 127.0.0.1 and are loaded by the same
 client (wrk: single-row POSTs, 8 connections). Reported for each: requests per second,
-p50 and p99 latency, and the time from process start to the first good answer; plus the
+p50 and p99 latency, and the time from process start to the first good answer (this
+service: the median of --rounds runs, 1 and 2 workers alternating, also at 32 connections
+to show how throughput scales with workers when the client is on the same cores); plus the
 in-process predict time (the floor) and batch prediction of 1 million rows against the
 in-process predict time, with the batch process's peak memory. Prints one JSON object.
 
@@ -78,9 +80,9 @@ def load(url: str, body: str, duration: int, connections: int) -> dict[str, floa
 
 
 def serve_and_load(
-    command: list[str], root: Path, path: str, body: str, args: argparse.Namespace, port: int
-) -> dict[str, float]:
-    """Start a server, time its first good answer, load it, stop it."""
+    command: list[str], root: Path, path: str, body: str, args: argparse.Namespace, port: int, connections: list[int]
+) -> dict[int, dict[str, float]]:
+    """Start a server, time its first good answer, load it at each concurrency, stop it."""
     started = time.perf_counter()
     server = subprocess.Popen(command, cwd=root, env=env(root), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}{path}"
@@ -93,24 +95,43 @@ def serve_and_load(
             time.sleep(0.05)
         first_answer = time.perf_counter() - started
         post(url, body.encode())  # warm
-        result = load(url, body, args.duration, args.connections)
+        results = {count: load(url, body, args.duration, count) for count in connections}
     finally:
         server.send_signal(signal.SIGINT)
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
-    return {"start_to_first_answer_s": round(first_answer, 3), **result}
+    return {count: {"start_to_first_answer_s": round(first_answer, 3), **result} for count, result in results.items()}
+
+
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run with the median throughput, so its latencies belong to it."""
+    ordered = sorted(runs, key=lambda run: run["requests_per_second"])
+    return ordered[len(ordered) // 2] | {"rounds_requests_per_second": [run["requests_per_second"] for run in runs]}
+
+
+def our_service(script: str, root: Path, row: str, args: argparse.Namespace) -> dict[int, dict[int, dict[str, float]]]:
+    """Median runs by workers and connections; 1 and 2 workers alternate, so drift hits both alike."""
+    connections = sorted({args.connections, *args.scaling_connections})
+    runs: dict[int, dict[int, list[dict[str, float]]]] = {1: {}, 2: {}}
+    for _ in range(args.rounds):
+        for workers in (1, 2):
+            port = free_port()
+            command = [script, "serve", "--port", str(port), "--workers", str(workers), "--model-source", "local"]
+            for count, result in serve_and_load(command, root, "/predict", row, args, port, connections).items():
+                runs[workers].setdefault(count, []).append(result)
+    return {workers: {count: median_run(found) for count, found in by.items()} for workers, by in runs.items()}
 
 
 IN_PROCESS = """
 import json, statistics, time
 from pathlib import Path
 from {package}.schema import load_contract
-from {package}.serving.config import ServingConfig
 from {package}.serving.loader import from_local
 contract = load_contract()
 loaded = from_local("{task}", Path("models/model"), Path("."))
+served = loaded.for_requests(contract)  # what the service calls: the Pipeline's steps, directly
 row = json.loads({row!r})
 frame = contract.frame([row])
 def median_us(action, n=2000):
@@ -119,7 +140,8 @@ def median_us(action, n=2000):
         started = time.perf_counter(); action(); times.append(time.perf_counter() - started)
     return round(statistics.median(times) * 1e6, 1)
 print(json.dumps({{
-    "frame_and_predict_us": median_us(lambda: loaded.predict(contract.frame([row]))),
+    "served_frame_and_predict_us": median_us(lambda: served.predict(contract.frame([row]))),
+    "pipeline_frame_and_predict_us": median_us(lambda: loaded.predict(contract.frame([row]))),
     "pipeline_predict_us": median_us(lambda: loaded.model.predict(frame)),
 }}))
 """
@@ -199,7 +221,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project", type=Path, help="a generated project with a trained model")
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per server")
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=8, help="concurrency of the headline comparison")
+    parser.add_argument(
+        "--scaling-connections", type=int, nargs="*", default=[32], help="more concurrencies for workers scaling"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="runs per server setting; the median is reported")
     parser.add_argument("--batch-rows", type=int, default=1_000_000)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -221,10 +247,17 @@ def main() -> None:
     ).strip()
     script = str(root / ".venv" / "bin" / package)
     results: dict[str, object] = {"machine": {"cpus": os.cpu_count()}, "client": f"wrk, {args.connections} connections"}
+    ours = our_service(script, root, row, args)
     for workers in (1, 2):
-        port = free_port()
-        command = [script, "serve", "--port", str(port), "--workers", str(workers), "--model-source", "local"]
-        results[f"this_service_{workers}_worker"] = serve_and_load(command, root, "/predict", row, args, port)
+        results[f"this_service_{workers}_worker"] = ours[workers][args.connections]
+    results["workers_scaling"] = {
+        f"{count}_connections": {
+            "1_worker_rps": ours[1][count]["requests_per_second"],
+            "2_workers_rps": ours[2][count]["requests_per_second"],
+            "ratio": round(ours[2][count]["requests_per_second"] / ours[1][count]["requests_per_second"], 2),
+        }
+        for count in sorted(ours[1])
+    }
     port = free_port()
     mlflow_command = [
         str(root / ".venv" / "bin" / "mlflow"),
@@ -241,10 +274,10 @@ def main() -> None:
     ]
     mlflow_body = json.dumps({"dataframe_records": [json.loads(row)]})
     results["mlflow_models_serve_1_worker"] = serve_and_load(
-        mlflow_command, root, "/invocations", mlflow_body, args, port
-    )
-    ours, theirs = results["this_service_1_worker"], results["mlflow_models_serve_1_worker"]
-    results["throughput_ratio_vs_mlflow"] = round(ours["requests_per_second"] / theirs["requests_per_second"], 2)  # type: ignore[index]
+        mlflow_command, root, "/invocations", mlflow_body, args, port, [args.connections]
+    )[args.connections]
+    ours_one, theirs = results["this_service_1_worker"], results["mlflow_models_serve_1_worker"]
+    results["throughput_ratio_vs_mlflow"] = round(ours_one["requests_per_second"] / theirs["requests_per_second"], 2)  # type: ignore[index]
     results["in_process"] = json.loads(project_python(root, IN_PROCESS.format(package=package, task=task, row=row)))
     results["batch"] = batch(root, package, task, target, args.batch_rows)
     print(json.dumps(results, indent=2))

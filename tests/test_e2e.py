@@ -417,11 +417,11 @@ def http(method: str, url: str, body: object = None, headers: dict[str, str] | N
 
 
 @contextmanager
-def serving(root: Path, port: int, **environment: str) -> Iterator[str]:
+def serving(root: Path, port: int, workers: int = 1, **environment: str) -> Iterator[str]:
     """The project's real server on 127.0.0.1, stopped cleanly (SIGINT) on exit."""
     env = project_env() | environment
     server = subprocess.Popen(
-        ["uv", "run", "--frozen", "churn_model", "serve", "--port", str(port)],
+        ["uv", "run", "--frozen", "churn_model", "serve", "--port", str(port), "--workers", str(workers)],
         cwd=root,
         env=env,
         stdout=subprocess.PIPE,
@@ -460,7 +460,7 @@ def test_serving_end_to_end(tmp_path: Path) -> None:
     with serving(root, free_port(), SERVE_RELOAD_TOKEN="s3cret") as base:
         status, info = http("GET", f"{base}/model")
         assert status == 200
-        assert (info["source"], info["version"]) == ("registry", "1")
+        assert (info["source"], info["version"], info["inference"]) == ("registry", "1", "direct")
         status, answer = http("POST", f"{base}/predict", rows[0])
         assert status == 200
         assert len(answer["predictions"]) == 1
@@ -509,11 +509,13 @@ def test_serving_end_to_end(tmp_path: Path) -> None:
 
 
 def test_concurrent_load_leaves_exactly_one_log_row_per_prediction(tmp_path: Path) -> None:
+    """Two workers share a log that does not exist yet; a clean shutdown drains both."""
     root = trained_project(tmp_path / "churn")
     rows = prepared_test_rows(root)
     requests = 3000
+    assert not (root / "load.db").exists()
     with (
-        serving(root, free_port(), SERVE_PREDICTION_LOG_URL="sqlite:///load.db") as base,
+        serving(root, free_port(), workers=2, SERVE_PREDICTION_LOG_URL="sqlite:///load.db") as base,
         ThreadPoolExecutor(max_workers=8) as pool,
     ):
         statuses = list(pool.map(lambda i: http("POST", f"{base}/predict", rows[i % len(rows)])[0], range(requests)))

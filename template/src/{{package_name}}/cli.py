@@ -143,11 +143,13 @@ def serve(
         from .serving.app import create_app
         from .serving.config import ServingConfig
         from .serving.loader import load_model
+        from .serving.predlog import open_log_database
 
         config = ServingConfig.from_env()
         create_app(config)  # contract and params load, or a readable error now
         params_task, registered = _task_and_model()
         loaded = load_model(config, params_task, registered)
+        open_log_database(config.prediction_log_url)  # before the workers, which would race to create it
         typer.echo(f"Serving {loaded.name} version {loaded.version} ({loaded.source}) on http://{host}:{port}")
         import uvicorn
 

@@ -121,6 +121,19 @@ class Contract:
             columns[column.name] = np.array(values, dtype="float64" if column.kind == "numeric" else object)
         return pd.DataFrame(columns)
 
+    def examples(self) -> pd.DataFrame:
+        """Valid feature rows that reach every category, both ends of every range and, where allowed, missing values."""
+        choices = {}
+        for column in self.features:
+            if column.kind == "numeric":
+                low, high = column.minimum or 0.0, column.maximum or 0.0
+                values: list[Any] = [low, high, (low + high) / 2]
+            else:
+                values = list(column.categories)
+            choices[column.name] = values + [None] * bool(column.max_missing)
+        count = max(len(values) for values in choices.values())
+        return self.frame([{name: values[i % len(values)] for name, values in choices.items()} for i in range(count)])
+
     def check_rows(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
         """Vectorised row checks for batch prediction: the valid rows, typed, and a reason per bad row.
 
@@ -151,6 +164,8 @@ class Contract:
                 values = raw.astype(str).where(~absent, np.nan)
                 bad = ~(values.isin([str(category) for category in column.categories]) | absent)
                 rule = f"{column.name}: not one of {list(column.categories)}"
+                if column.integer_categories:  # back to integers, as the model saw them in training
+                    values = values.map({str(category): category for category in column.categories})
             if not column.max_missing and absent.any():
                 reasons[absent] = reasons[absent] + f"{column.name}: missing; "
             if bad.any():
@@ -162,9 +177,9 @@ class Contract:
 
     def record_model(self) -> type[BaseModel]:
         """The API's request model for one row: every feature required, typed and bounded as the contract says."""
-        from typing import Literal
+        from typing import Annotated, Literal
 
-        from pydantic import ConfigDict, Field, create_model
+        from pydantic import BeforeValidator, ConfigDict, Field, create_model
 
         fields: dict[str, Any] = {}
         for index, column in enumerate(self.features):
@@ -174,6 +189,10 @@ class Contract:
                 constraint = Field(
                     alias=column.name, ge=column.minimum, le=column.maximum, allow_inf_nan=False, strict=True
                 )
+            elif column.integer_categories:
+                # Integers stay integers, as the model saw them in training; JSON true is not 1.
+                annotation = Annotated[Literal[tuple(column.categories)], BeforeValidator(_not_a_boolean)]
+                constraint = Field(alias=column.name)
             else:
                 annotation = Literal[tuple(str(category) for category in column.categories)]
                 constraint = Field(alias=column.name)
@@ -205,7 +224,7 @@ class Contract:
 
 def _not_a_boolean(value: Any) -> Any:
     if isinstance(value, bool):
-        raise ValueError("a boolean is not a valid label")
+        raise ValueError("a boolean is not one of the allowed values")
     return value
 
 

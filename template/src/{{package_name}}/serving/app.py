@@ -62,6 +62,7 @@ class ModelInfo(BaseModel):
     classes: list[Any]
     metrics: dict[str, Any]
     input_schema: dict[str, Any]
+    inference: str = Field(description="direct (the Pipeline's steps one by one, checked identical) or pipeline")
 
 
 ERRORS = {
@@ -145,7 +146,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.model = load_model(config, task, registered_model)
+        app.state.model = load_model(config, task, registered_model).for_requests(contract)
         app.state.log = PredictionLog(config.prediction_log_url)
         app.state.metrics = ServiceMetrics(task, contract)
         app.state.metrics.model_loaded(app.state.model)
@@ -153,8 +154,8 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         # Long-lived objects (model, contract, app) leave the GC's working set: shorter pauses.
         gc.collect()
         gc.freeze()
-        # Hand the GIL over every millisecond (default 5): the event loop, the model thread and
-        # the log writer share one interpreter, and the default shows up as tail latency.
+        # Hand the GIL over every millisecond (default 5): the event loop and the log writer
+        # share one interpreter, and the default shows up as tail latency.
         sys.setswitchinterval(0.001)
         yield
         app.state.log.close()
@@ -266,6 +267,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
             "classes": loaded.classes,
             "metrics": loaded.metrics,
             "input_schema": record_schema,
+            "inference": "direct" if loaded.direct else "pipeline",
         }
 
     @app.get("/metrics", response_class=Response)
@@ -283,7 +285,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
             return problem(401, "a valid bearer token is required")
         previous: LoadedModel = app.state.model
         try:
-            fresh = load_model(config, task, registered_model)
+            fresh = load_model(config, task, registered_model).for_requests(contract)
         except (StageError, OSError, ValueError) as error:
             return problem(503, f"reload failed, still serving version {previous.version}: {error}")
         app.state.model = fresh

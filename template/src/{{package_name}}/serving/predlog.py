@@ -1,6 +1,6 @@
 """The prediction log: every prediction and every piece of feedback, for monitoring.
 
-Requests only put rows on an in-memory queue; one writer thread inserts them in batches
+Requests only put encoded rows on an in-memory queue; one writer thread inserts them in batches
 through SQLAlchemy (SQLite in WAL mode by default, any SQLAlchemy URL such as PostgreSQL by
 configuration). `close()` drains the queue, so a clean shutdown loses nothing.
 """
@@ -57,12 +57,34 @@ def make_engine(url: str) -> sa.Engine:
     return engine
 
 
+def create_tables(engine: sa.Engine) -> None:
+    """Create the log's tables if they are missing, also when several workers start at once."""
+    try:
+        metadata.create_all(engine)
+    except sa.exc.DBAPIError:
+        # Another worker created a table between our check and our CREATE: look again. An
+        # error that is not that race fails again here, and propagates.
+        metadata.create_all(engine)
+
+
+def open_log_database(url: str) -> None:
+    """Create the tables once before workers start; a bad URL or an unwritable path is one clear error."""
+    from ..errors import StageError
+
+    try:
+        engine = make_engine(url)
+        create_tables(engine)
+        engine.dispose()
+    except (sa.exc.SQLAlchemyError, ImportError, ValueError) as error:
+        raise StageError(f"cannot open the prediction log {url!r}: {error}") from None
+
+
 class PredictionLog:
     """Asynchronous, batched writes of prediction rows; synchronous feedback."""
 
     def __init__(self, url: str, batch_size: int = 2000, interval: float = 0.2) -> None:
         self.engine = make_engine(url)
-        metadata.create_all(self.engine)
+        create_tables(self.engine)
         self.batch_size = batch_size
         self.interval = interval  # seconds between writes under load: fewer, larger transactions
         self.dropped = 0
@@ -72,8 +94,13 @@ class PredictionLog:
         self._writer.start()
 
     def record(self, rows: list[dict[str, Any]]) -> None:
-        """Queue rows (request_id, created_at, model_version, input, output, latency_ms); never blocks."""
-        self._queue.put(rows)
+        """Queue rows (request_id, created_at, model_version, input, output, latency_ms); never blocks.
+
+        Input and output are encoded here, a few microseconds a row: done in the writer, the
+        same work came in bursts that held the GIL against the event loop (p99 18 ms, not 5).
+        """
+        encode = json.dumps
+        self._queue.put([row | {"input": encode(row["input"]), "output": encode(row["output"])} for row in rows])
 
     def flush(self) -> None:
         """Wait until everything queued so far is in the database."""
@@ -141,11 +168,10 @@ class PredictionLog:
                 self._pause.clear()
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
-        encoded = [row | {"input": json.dumps(row["input"]), "output": json.dumps(row["output"])} for row in rows]
         for attempt in range(3):
             try:
                 with self.engine.begin() as connection:
-                    connection.execute(predictions.insert(), encoded)
+                    connection.execute(predictions.insert(), rows)
                 return
             except sa.exc.SQLAlchemyError:
                 logger.exception("prediction log write failed (attempt %d of 3)", attempt + 1)
