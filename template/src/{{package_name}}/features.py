@@ -103,11 +103,12 @@ def direct_pipeline(model: Any, examples: pd.DataFrame) -> DirectPipeline | None
         return None
     blocks = []
     for _name, transformer, columns in features.transformers_:
-        if (isinstance(transformer, str) and transformer == "drop") or len(columns) == 0:
+        if isinstance(transformer, str) and transformer == "drop":
             continue
         if not (isinstance(columns, list) and all(isinstance(column, str) for column in columns)):
             return None  # columns chosen by position, slice or callable: leave it to the Pipeline
-        blocks.append((transformer, columns))
+        if columns:
+            blocks.append((transformer, columns))
     steps = [step for _name, step in model.steps[1:-1]]
     direct = DirectPipeline(blocks, steps, model.steps[-1][1])
     # The transformers were fitted on named columns and now see arrays, on purpose.
