@@ -79,6 +79,44 @@ def load(url: str, body: str, duration: int, connections: int) -> dict[str, floa
     }
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, all) CPU ticks of the whole machine since boot, from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def tree_ticks(root: int) -> int:
+    """CPU ticks (user + system) of a process and its descendants: uvicorn's workers are children."""
+    parent_and_ticks = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            parent_and_ticks[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    tree, grew = {root}, True
+    while grew:
+        found = {pid for pid, (parent, _) in parent_and_ticks.items() if parent in tree} - tree
+        tree |= found
+        grew = bool(found)
+    return sum(parent_and_ticks[pid][1] for pid in tree if pid in parent_and_ticks)
+
+
+def load_and_measure_cpu(url: str, body: str, duration: int, connections: int, server: int) -> dict[str, float]:
+    """The load, plus how busy the machine was and what CPU the server spent per request."""
+    busy, total, served = *machine_ticks(), tree_ticks(server)
+    result = load(url, body, duration, connections)
+    busy_after, total_after, served_after = *machine_ticks(), tree_ticks(server)
+    server_seconds = (served_after - served) / os.sysconf("SC_CLK_TCK")
+    return result | {
+        "machine_busy": round((busy_after - busy) / (total_after - total), 3),
+        "server_cpu_cores": round(server_seconds / duration, 2),
+        "server_cpu_us_per_request": round(server_seconds * 1e6 / (result["requests_per_second"] * duration), 1),
+    }
+
+
 def serve_and_load(
     command: list[str], root: Path, path: str, body: str, args: argparse.Namespace, port: int, connections: list[int]
 ) -> dict[int, dict[str, float]]:
@@ -95,7 +133,7 @@ def serve_and_load(
             time.sleep(0.05)
         first_answer = time.perf_counter() - started
         post(url, body.encode())  # warm
-        results = {count: load(url, body, args.duration, count) for count in connections}
+        results = {count: load_and_measure_cpu(url, body, args.duration, count, server.pid) for count in connections}
     finally:
         server.send_signal(signal.SIGINT)
         try:
@@ -255,6 +293,11 @@ def main() -> None:
             "1_worker_rps": ours[1][count]["requests_per_second"],
             "2_workers_rps": ours[2][count]["requests_per_second"],
             "ratio": round(ours[2][count]["requests_per_second"] / ours[1][count]["requests_per_second"], 2),
+            "machine_busy": [ours[1][count]["machine_busy"], ours[2][count]["machine_busy"]],
+            "server_cpu_us_per_request": [
+                ours[1][count]["server_cpu_us_per_request"],
+                ours[2][count]["server_cpu_us_per_request"],
+            ],
         }
         for count in sorted(ours[1])
     }
