@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import StageError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
     import pandas as pd
 
@@ -28,6 +28,7 @@ def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
 
     suffix = path.suffix.lower()
     offset = 0
+    batches: Iterable[pd.DataFrame]
     if suffix == ".parquet":
         batches = (batch.to_pandas() for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows))
     elif suffix == ".csv":

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
+from enum import StrEnum
 from importlib import import_module
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from .serving.config import ServingConfig
 
 app = typer.Typer(
     help="Pipeline stages and tools of this project. Run `dvc repro` to run the whole pipeline.",
@@ -32,7 +37,15 @@ STAGES = {
     "accept": "Apply the acceptance rules of params.yaml; fail when the model falls short.",
 }
 
-MODEL_SOURCE_HELP = "auto (the registry's champion, else models/), registry or local"
+MODEL_SOURCE_HELP = (
+    "auto (the registry's champion, else models/), registry or local [default: SERVE_MODEL_SOURCE, else auto]"
+)
+
+
+class ModelSourceOption(StrEnum):
+    auto = "auto"
+    registry = "registry"
+    local = "local"
 
 
 def run_stage(name: str) -> dict[str, object]:
@@ -132,36 +145,24 @@ def serve(
     host: Annotated[str, typer.Option(help="interface to listen on (0.0.0.0 in a container)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
-    model_source: Annotated[str, typer.Option(help=MODEL_SOURCE_HELP)] = "auto",
+    model_source: Annotated[ModelSourceOption | None, typer.Option(help=MODEL_SOURCE_HELP)] = None,
 ) -> None:
     """Serve the champion model over HTTP (see /docs)."""
-    import os
-
-    os.environ["SERVE_MODEL_SOURCE"] = model_source  # every worker process reads the same settings
 
     def check_then_serve() -> None:
+        from .params import load_params
         from .serving.app import create_app
-        from .serving.config import ServingConfig
         from .serving.loader import load_model
         from .serving.predlog import open_log_database
+        from .serving.server import run_server
 
-        config = ServingConfig.from_env()
+        config = _serving_config(model_source)
         create_app(config)  # contract and params load, or a readable error now
-        params_task, registered = _task_and_model()
-        loaded = load_model(config, params_task, registered)
+        params = load_params(config.paths.params)
+        loaded = load_model(config, params.task, params.mlflow.registered_model)
         open_log_database(config.prediction_log_url)  # before the workers, which would race to create it
         typer.echo(f"Serving {loaded.name} version {loaded.version} ({loaded.source}) on http://{host}:{port}")
-        import uvicorn
-
-        uvicorn.run(
-            f"{__package__}.serving.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="warning",
-            access_log=False,
-        )
+        run_server(config, host, port, workers)
 
     _user_errors_exit_1(check_then_serve)
 
@@ -171,33 +172,31 @@ def predict(
     source: Annotated[Path, typer.Argument(help="CSV or Parquet file of raw rows")],
     target: Annotated[Path, typer.Argument(help="CSV or Parquet file to write predictions to")],
     chunk_rows: Annotated[int, typer.Option(min=1, help="rows per chunk (bounds memory)")] = 100_000,
-    model_source: Annotated[str, typer.Option(help=MODEL_SOURCE_HELP)] = "auto",
+    model_source: Annotated[ModelSourceOption | None, typer.Option(help=MODEL_SOURCE_HELP)] = None,
 ) -> None:
     """Batch prediction with the served model; rows that break the contract go to TARGET.errors.csv."""
 
     def run() -> None:
-        import os
-
         from .batch import predict_file
+        from .params import load_params
         from .schema import load_contract
-        from .serving.config import ServingConfig
         from .serving.loader import load_model
 
-        os.environ["SERVE_MODEL_SOURCE"] = model_source
-        config = ServingConfig.from_env()
-        params_task, registered = _task_and_model()
-        loaded = load_model(config, params_task, registered)
-        result = predict_file(source, target, loaded, load_contract(config.root / "schema.yaml"), chunk_rows)
+        config = _serving_config(model_source)
+        params = load_params(config.paths.params)
+        loaded = load_model(config, params.task, params.mlflow.registered_model)
+        result = predict_file(source, target, loaded, load_contract(config.paths.schema), chunk_rows)
         typer.echo(json.dumps(result))
 
     _user_errors_exit_1(run)
 
 
-def _task_and_model() -> tuple[str, str]:
-    from .params import load_params
+def _serving_config(model_source: ModelSourceOption | None) -> ServingConfig:
+    """The SERVE_* settings of the environment, with the command line's choices on top."""
+    from .serving.config import ServingConfig
 
-    params = load_params()
-    return params.task, params.mlflow.registered_model
+    config = ServingConfig.from_env()
+    return replace(config, model_source=model_source.value) if model_source else config
 
 
 def main() -> None:

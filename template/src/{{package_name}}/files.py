@@ -1,4 +1,4 @@
-"""Small helpers to read and write the files that stages exchange."""
+"""Reading and writing the files that stages exchange, and plain values for JSON and YAML."""
 
 from __future__ import annotations
 
@@ -24,6 +24,18 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
+def read_yaml(path: Path, missing: str) -> Any:
+    """The YAML document at `path`; a missing or malformed file is one readable error (`missing` says what to do)."""
+    import yaml
+
+    if not path.exists():
+        raise StageError(f"{path} not found: {missing}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise StageError(f"{path} is not valid YAML: {error}") from None
+
+
 def read_parquet(path: Path) -> pd.DataFrame:
     import pandas as pd
 
@@ -35,3 +47,10 @@ def read_parquet(path: Path) -> pd.DataFrame:
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(path, index=False)
+
+
+def plain(value: Any) -> Any:
+    """A value as JSON and YAML write it: NumPy scalars become Python ones, anything else unusual text."""
+    if hasattr(value, "item"):
+        value = value.item()
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)

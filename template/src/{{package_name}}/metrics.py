@@ -30,7 +30,24 @@ def is_classification(task: str) -> bool:
     return task != "regression"
 
 
-def compute_metrics(
+def score(model: Any, task: str, features: pd.DataFrame, target: pd.Series) -> dict[str, float]:
+    """Every metric of the task for a fitted model (or baseline) on one frame: the one way anything is scored.
+
+    Rounded to 6 digits, so that reports are identical across reruns and platforms.
+    """
+    classify = is_classification(task)
+    proba = model.predict_proba(features) if classify else None
+    classes = list(model.classes_) if classify else []
+    values = _metrics(task, target, model.predict(features), proba, classes)
+    return {key: round(value, 6) for key, value in values.items()}
+
+
+def improvement(metric: str, value: float, reference: float) -> float:
+    """How much better `value` is than `reference`, positive when better."""
+    return value - reference if HIGHER_IS_BETTER[metric] else reference - value
+
+
+def _metrics(
     task: str, y_true: pd.Series, predicted: np.ndarray, proba: np.ndarray | None, classes: list[Any]
 ) -> dict[str, float]:
     """Metrics for one split. `proba` has one column per class, in `classes` order."""
@@ -54,16 +71,3 @@ def compute_metrics(
     else:
         scores["f1_macro"] = float(metrics.f1_score(y_true, predicted, average="macro", zero_division=0))
     return scores
-
-
-def improvement(metric: str, value: float, reference: float) -> float:
-    """How much better `value` is than `reference`, positive when better."""
-    return value - reference if HIGHER_IS_BETTER[metric] else reference - value
-
-
-def score_model(model: Any, task: str, features: pd.DataFrame, target: pd.Series) -> dict[str, float]:
-    """All of the task's metrics for a fitted model (or baseline) on one frame."""
-    classify = is_classification(task)
-    proba = model.predict_proba(features) if classify else None
-    classes = list(model.classes_) if classify else []
-    return compute_metrics(task, target, model.predict(features), proba, classes)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import StageError
+from .files import read_yaml
 from .metrics import TASK_METRICS
 
 Task = Literal["binary_classification", "multiclass_classification", "regression"]
@@ -103,11 +103,15 @@ class TuningParams(Section):
         return self
 
 
+def _linear_only() -> dict[str, SearchSpace]:
+    return {"linear": {}}
+
+
 class TrainParams(Section):
     seed: int = 42
     primary_metric: str = "roc_auc"
-    tuning: TuningParams = Field(default_factory=TuningParams)
-    candidates: dict[str, SearchSpace] = Field(default_factory=lambda: {"linear": {}}, min_length=1)
+    tuning: TuningParams = TuningParams()  # frozen: one shared default is safe
+    candidates: dict[str, SearchSpace] = Field(default_factory=_linear_only, min_length=1)
 
 
 class EvaluateParams(Section):
@@ -133,12 +137,13 @@ class Params(Section):
     task: Task
     extract: ExtractParams
     infer_schema: InferSchemaParams | None = None
-    validate_: ValidateParams = Field(default_factory=ValidateParams, alias="validate")
-    analyze: AnalyzeParams = Field(default_factory=AnalyzeParams)
-    prepare: PrepareParams = Field(default_factory=PrepareParams)
-    train: TrainParams = Field(default_factory=TrainParams)
-    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
-    accept: AcceptParams = Field(default_factory=AcceptParams)
+    # Sections are frozen, so one shared default instance each is safe.
+    validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    analyze: AnalyzeParams = AnalyzeParams()
+    prepare: PrepareParams = PrepareParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    accept: AcceptParams = AcceptParams()
     mlflow: MlflowParams
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -164,12 +169,7 @@ def parse_params(data: dict[str, Any], source: str = "params.yaml") -> Params:
 
 
 def load_params(path: Path = Path("params.yaml")) -> Params:
-    if not path.exists():
-        raise StageError(f"{path} not found: run this command from the project root.")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise StageError(f"{path} is not valid YAML: {error}") from None
+    data = read_yaml(path, "run this command from the project root.") or {}
     if not isinstance(data, dict):
         raise StageError(f"{path} must hold a mapping of sections, not {type(data).__name__}.")
     return parse_params(data, str(path))

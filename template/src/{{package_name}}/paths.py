@@ -21,6 +21,16 @@ class Paths:
         return self.root / "schema.yaml"
 
     @property
+    def mlflow_store(self) -> Path:
+        """The embedded MLflow tracking store and registry (SQLite), when no server is configured."""
+        return self.root / "mlflow.db"
+
+    @property
+    def prediction_log(self) -> Path:
+        """The embedded prediction log (SQLite), when no database URL is configured."""
+        return self.root / "predictions.db"
+
+    @property
     def raw_dir(self) -> Path:
         return self.root / "data" / "raw"
 
@@ -44,6 +54,11 @@ class Paths:
     def model(self) -> Path:
         """The MLflow model folder: the whole fitted scikit-learn Pipeline."""
         return self.models_dir / "model"
+
+    @property
+    def model_file(self) -> Path:
+        """The pickled Pipeline inside the MLflow model folder (what `serve` loads without MLflow)."""
+        return self.model / "model.pkl"
 
     @property
     def run_info(self) -> Path:

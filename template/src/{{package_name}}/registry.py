@@ -12,22 +12,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .errors import StageError
-from .tracking import tracking_uri
+from .tracking import client, tracking_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "champion_history"
-
-
-def client() -> MlflowClient:
-    import mlflow
-    from mlflow import MlflowClient
-
-    mlflow.set_tracking_uri(tracking_uri())
-    return MlflowClient()
 
 
 def register(registry: MlflowClient, name: str, model_uri: str, tags: dict[str, str]) -> str:
@@ -37,6 +30,24 @@ def register(registry: MlflowClient, name: str, model_uri: str, tags: dict[str, 
     version = mlflow.register_model(model_uri, name, tags=tags)
     registry.set_registered_model_alias(name, CHALLENGER, version.version)
     return str(version.version)
+
+
+def load_champion(name: str) -> tuple[Any, ModelVersion]:
+    """The champion's fitted Pipeline and its registry entry (tags: metrics, lineage)."""
+    import mlflow.sklearn
+
+    version = client().get_model_version_by_alias(name, CHAMPION)
+    return mlflow.sklearn.load_model(f"models:/{name}/{version.version}"), version
+
+
+def exists(registry: MlflowClient, name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        registry.get_registered_model(name)
+    except MlflowException:
+        return False
+    return True
 
 
 def alias_version(registry: MlflowClient, name: str, alias: str) -> str | None:

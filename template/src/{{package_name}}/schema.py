@@ -1,21 +1,25 @@
 """The input contract for raw rows: one definition, read from schema.yaml.
 
-Validation in the pipeline, the feature pipeline and every later consumer of raw rows
-derive from this contract, so training and serving accept exactly the same inputs.
+Each column kind is one class that holds its rule and turns it into what every consumer
+needs: the check `validate` runs (pandera), the type of an API field (pydantic), the
+vectorised row check of batch prediction, valid example values, and the values the model
+sees. Training, batch prediction and the service therefore accept exactly the same rows.
+Adding a kind means adding one class here and registering it in `column_from_dict`.
 """
 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-
-import yaml
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .errors import StageError
+from .files import plain, read_yaml
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     import pandera.pandas as pa
     from pydantic import BaseModel
@@ -23,30 +27,186 @@ if TYPE_CHECKING:
 Category = str | int
 
 
-@dataclass(frozen=True)
-class Column:
-    """One column of the contract: numeric with a range, or categorical with its values."""
+@dataclass(frozen=True, kw_only=True)
+class Column(ABC):
+    """One column of the contract: a name, the rule of its kind, and how many values may be missing."""
 
     name: str
-    kind: Literal["numeric", "categorical"]
-    minimum: float | None = None
-    maximum: float | None = None
-    categories: tuple[Category, ...] = ()
     max_missing: float = 0.0
 
-    @property
-    def integer_categories(self) -> bool:
-        return bool(self.categories) and all(isinstance(c, int) for c in self.categories)
+    kind: ClassVar[str]  # its `type:` in schema.yaml
+    check_name: ClassVar[str]  # the rule's name in validation reports
+    model_dtype: ClassVar[Literal["float64", "object"]]  # how the model sees the values
+
+    @abstractmethod
+    def conform(self, raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+        """The values as the model sees them, and a mask of the present values that break the rule.
+
+        Vectorised: batch prediction runs it on every chunk, and validation through pandera.
+        A value of the wrong type counts once, as breaking the rule (never also as a type error).
+        """
+
+    @abstractmethod
+    def rule(self) -> str:
+        """The rule in words, for a rejected row: 'age: not a number in [18, 90]'."""
+
+    @abstractmethod
+    def annotation(self) -> Any:
+        """The pydantic type of one valid value (an API field, a feedback label)."""
+
+    @abstractmethod
+    def examples(self) -> list[Any]:
+        """Valid values that reach every edge of the rule."""
+
+    @abstractmethod
+    def spec(self) -> dict[str, Any]:
+        """The kind's own keys in schema.yaml."""
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"type": self.kind}
-        if self.kind == "numeric":
-            data |= {"min": self.minimum, "max": self.maximum}
-        else:
-            data["categories"] = list(self.categories)
+        data = {"type": self.kind, **self.spec()}
         if self.max_missing:
             data["max_missing"] = self.max_missing
         return data
+
+    def field_annotation(self) -> Any:
+        """The type of this column in a request: None is allowed where values may be missing."""
+        annotation = self.annotation()
+        return annotation | None if self.max_missing else annotation
+
+    def model_values(self, values: pd.Series) -> np.ndarray:
+        """Already valid values as the model sees them: float64, or objects with NaN for missing (never None)."""
+        import numpy as np
+
+        return values.astype(self.model_dtype).to_numpy(dtype=self.model_dtype, na_value=np.nan)
+
+    def pandera_column(self) -> pa.Column:
+        """The pandera column: present, the kind's rule on every value, and the missing-value limit."""
+        import pandera.pandas as pa
+
+        rule = pa.Check(lambda series: ~self.conform(series)[1], name=self.check_name)
+        limit = self.max_missing
+        missing = pa.Check(
+            lambda series: bool(series.isna().mean() <= limit),
+            ignore_na=False,
+            name="max_missing",
+            error=f"at most {limit:.0%} missing values",
+        )
+        # No dtype: `conform` judges the type, so one bad value is reported once.
+        return pa.Column(checks=[rule, missing], nullable=limit > 0, required=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NumericColumn(Column):
+    """A number in a closed range [minimum, maximum]."""
+
+    minimum: float
+    maximum: float
+
+    kind = "numeric"
+    check_name = "in_range"
+    model_dtype = "float64"
+
+    def conform(self, raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+        import pandas as pd
+
+        values = pd.to_numeric(raw, errors="coerce").astype("float64")
+        return values, raw.notna() & (_booleans(raw) | ~values.between(self.minimum, self.maximum))
+
+    def rule(self) -> str:
+        return f"{self.name}: not a number in [{self.minimum:g}, {self.maximum:g}]"
+
+    def annotation(self) -> Any:
+        from typing import Annotated
+
+        from pydantic import Field
+
+        # strict: JSON true/false and text are not numbers here, whatever Python thinks
+        return Annotated[float, Field(ge=self.minimum, le=self.maximum, allow_inf_nan=False, strict=True)]
+
+    def examples(self) -> list[Any]:
+        return [self.minimum, self.maximum, (self.minimum + self.maximum) / 2]
+
+    def spec(self) -> dict[str, Any]:
+        return {"min": self.minimum, "max": self.maximum}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CategoricalColumn(Column):
+    """One of a list of text values."""
+
+    categories: tuple[Category, ...]
+
+    kind = "categorical"
+    check_name = "isin"
+    model_dtype = "object"
+
+    def conform(self, raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+        import numpy as np
+
+        absent = raw.isna()
+        values = raw.astype(str).where(~absent, np.nan).astype(object)  # compared as text, missing kept missing
+        return values, ~absent & ~values.isin([str(category) for category in self.categories])
+
+    def rule(self) -> str:
+        return f"{self.name}: not one of {list(self.categories)}"
+
+    def annotation(self) -> Any:
+        from typing import Literal
+
+        return Literal[tuple(self.categories)]
+
+    def examples(self) -> list[Any]:
+        return list(self.categories)
+
+    def spec(self) -> dict[str, Any]:
+        return {"categories": list(self.categories)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntegerCategoricalColumn(CategoricalColumn):
+    """One of a list of integer codes (ratings, levels): the model sees 2, never "2" or True."""
+
+    def conform(self, raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+        import pandas as pd
+
+        absent = raw.isna()
+        numbers = pd.to_numeric(raw, errors="coerce")
+        valid = numbers.isin(self.categories) & ~_booleans(raw)
+        values = numbers.where(valid).astype(object).map(lambda value: value if value != value else int(value))
+        return values, ~absent & ~valid
+
+    def annotation(self) -> Any:
+        from typing import Annotated, Literal
+
+        from pydantic import BeforeValidator
+
+        # JSON true is not 1 here, although Python says True == 1.
+        return Annotated[Literal[tuple(self.categories)], BeforeValidator(_not_a_boolean)]
+
+
+def _booleans(raw: pd.Series) -> pd.Series:
+    """Where `raw` holds True or False: never a number or a code here, although Python says True == 1."""
+    import numpy as np
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(raw):
+        return raw.notna()
+    if raw.dtype != object:
+        return pd.Series(False, index=raw.index)
+    return raw.map(lambda value: isinstance(value, (bool, np.bool_))).astype(bool)
+
+
+def _not_a_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not one of the allowed values")
+    return value
+
+
+def categorical_column(name: str, categories: tuple[Category, ...], max_missing: float = 0.0) -> CategoricalColumn:
+    """The categorical kind that fits the values: integer codes stay integers."""
+    integers = all(isinstance(category, int) and not isinstance(category, bool) for category in categories)
+    kind = IntegerCategoricalColumn if integers else CategoricalColumn
+    return kind(name=name, categories=categories, max_missing=max_missing)
 
 
 @dataclass(frozen=True)
@@ -62,86 +222,68 @@ class Contract:
 
     @property
     def numeric_features(self) -> list[str]:
-        return [column.name for column in self.features if column.kind == "numeric"]
+        return [column.name for column in self.features if isinstance(column, NumericColumn)]
 
     @property
     def categorical_features(self) -> list[str]:
-        return [column.name for column in self.features if column.kind == "categorical"]
+        return [column.name for column in self.features if isinstance(column, CategoricalColumn)]
 
     @property
     def classes(self) -> list[Category]:
-        return list(self.target.categories)
+        return list(self.target.categories) if isinstance(self.target, CategoricalColumn) else []
 
     def pandera_schema(self) -> pa.DataFrameSchema:
-        """The pandera schema that checks types, ranges, categories and missing values."""
+        """The pandera schema `validate` runs: every column present, every value within its kind's rule."""
         import pandera.pandas as pa
 
-        columns = {column.name: _pandera_column(column) for column in (*self.features, self.target)}
-        return pa.DataFrameSchema(columns, coerce=True, strict=False, name="raw rows")
+        columns = {column.name: column.pandera_column() for column in (*self.features, self.target)}
+        return pa.DataFrameSchema(columns, strict=False, name="raw rows")
 
     def coerce(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The contract's columns, in order, with the contract's types (rows must be valid)."""
-        selected = frame[[*self.feature_names, self.target.name]]
-        return self.pandera_schema().validate(selected, lazy=True)
+        """The contract's columns, in order, typed as the contract says; the rows must be valid."""
+        import pandas as pd
+
+        columns = {}
+        for column in (*self.features, self.target):
+            values, bad = column.conform(frame[column.name])
+            if bad.any():
+                raise StageError(f"column {column.name!r} breaks the contract: run `validate` for the report.")
+            columns[column.name] = values
+        return pd.DataFrame(columns, index=frame.index)
 
     def split_xy(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
         return self.features_of(frame), frame[self.target.name]
 
     def features_of(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The feature columns in contract order, typed as the model always sees them.
+        """The feature columns of valid rows in contract order, as the model always sees them.
 
-        Numeric columns as float64, categorical ones as Python objects with NaN for missing
-        values (never None or pandas' NA): training, batch prediction and the API all pass
-        through here or `frame()`, so the fitted pipeline only ever sees one representation.
+        Training, batch prediction and the API all pass through here, `frame()` or
+        `check_rows()`, so the fitted pipeline only ever sees one representation.
         """
-        import numpy as np
         import pandas as pd
 
-        columns = {}
-        for column in self.features:
-            values = frame[column.name]
-            if column.kind == "numeric":
-                columns[column.name] = values.to_numpy(dtype="float64", na_value=np.nan)
-            else:
-                columns[column.name] = values.astype(object).to_numpy(dtype=object, na_value=np.nan)
+        columns = {column.name: column.model_values(frame[column.name]) for column in self.features}
         return pd.DataFrame(columns, index=frame.index)
 
     def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
-        """Feature rows as the model expects them: contract order and types (numeric float, categorical text).
-
-        Built column by column from NumPy arrays: several times faster than a frame of records
-        plus a type cast, which matters on the request path.
-        """
+        """Validated request records as the model sees them, built column by column (fast on the request path)."""
         import numpy as np
         import pandas as pd
 
         columns = {}
         for column in self.features:
             values = [np.nan if record.get(column.name) is None else record[column.name] for record in records]
-            columns[column.name] = np.array(values, dtype="float64" if column.kind == "numeric" else object)
+            columns[column.name] = np.array(values, dtype=column.model_dtype)
         return pd.DataFrame(columns)
 
     def examples(self) -> pd.DataFrame:
-        """Valid feature rows that reach every category, both ends of every range and, where allowed, missing values."""
-        choices = {}
-        for column in self.features:
-            if column.kind == "numeric":
-                low, high = column.minimum or 0.0, column.maximum or 0.0
-                values: list[Any] = [low, high, (low + high) / 2]
-            else:
-                values = list(column.categories)
-            choices[column.name] = values + [None] * bool(column.max_missing)
+        """Valid feature rows that reach every edge of every rule and, where allowed, missing values."""
+        choices = {column.name: column.examples() + [None] * bool(column.max_missing) for column in self.features}
         count = max(len(values) for values in choices.values())
         return self.frame([{name: values[i % len(values)] for name, values in choices.items()} for i in range(count)])
 
     def check_rows(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-        """Vectorised row checks for batch prediction: the valid rows, typed, and a reason per bad row.
-
-        The same rules as the pandera schema, per row rather than per column: a missing
-        column, a value of the wrong type, out of range, not an allowed category, or missing
-        where the contract allows no missing value.
-        """
-        import numpy as np
+        """Vectorised row checks for batch prediction: valid rows as the model sees them, and a reason per bad row."""
         import pandas as pd
 
         missing = [name for name in self.feature_names if name not in frame.columns]
@@ -153,68 +295,31 @@ class Contract:
         typed = {}
         for column in self.features:
             raw = frame[column.name]
+            values, bad = column.conform(raw)
             absent = raw.isna()
-            if column.kind == "numeric":
-                values = pd.to_numeric(raw, errors="coerce").astype("float64")
-                wrong = values.isna() & ~absent
-                bad = wrong | ~(values.between(column.minimum, column.maximum) | values.isna())
-                rule = f"{column.name}: not a number in [{column.minimum:g}, {column.maximum:g}]"
-            else:
-                # Vectorised: compare as text, keep missing values missing.
-                values = raw.astype(str).where(~absent, np.nan)
-                bad = ~(values.isin([str(category) for category in column.categories]) | absent)
-                rule = f"{column.name}: not one of {list(column.categories)}"
-                if column.integer_categories:  # back to integers, as the model saw them in training
-                    values = values.map({str(category): category for category in column.categories})
             if not column.max_missing and absent.any():
                 reasons[absent] = reasons[absent] + f"{column.name}: missing; "
             if bad.any():
-                reasons[bad] = reasons[bad] + rule + "; "
+                reasons[bad] = reasons[bad] + column.rule() + "; "
             typed[column.name] = values
         valid = reasons == ""
-        clean = self.features_of(pd.DataFrame(typed, index=frame.index)[valid])
-        return clean, reasons[~valid].str.rstrip("; ")
+        clean = pd.DataFrame(typed, index=frame.index)[valid]
+        return self.features_of(clean), reasons[~valid].str.rstrip("; ")
 
     def record_model(self) -> type[BaseModel]:
         """The API's request model for one row: every feature required, typed and bounded as the contract says."""
-        from typing import Annotated, Literal
+        from pydantic import ConfigDict, Field, create_model
 
-        from pydantic import BeforeValidator, ConfigDict, Field, create_model
-
-        fields: dict[str, Any] = {}
-        for index, column in enumerate(self.features):
-            if column.kind == "numeric":
-                annotation: Any = float
-                # strict: JSON true/false is not a number here, whatever Python thinks
-                constraint = Field(
-                    alias=column.name, ge=column.minimum, le=column.maximum, allow_inf_nan=False, strict=True
-                )
-            elif column.integer_categories:
-                # Integers stay integers, as the model saw them in training; JSON true is not 1.
-                annotation = Annotated[Literal[tuple(column.categories)], BeforeValidator(_not_a_boolean)]
-                constraint = Field(alias=column.name)
-            else:
-                annotation = Literal[tuple(str(category) for category in column.categories)]
-                constraint = Field(alias=column.name)
-            if column.max_missing:
-                annotation = annotation | None
-            # Python names for the fields, the contract's column names on the wire.
-            fields[f"feature_{index}"] = (annotation, constraint)
+        # Python names for the fields, the contract's column names on the wire.
+        fields: dict[str, Any] = {
+            f"feature_{index}": (column.field_annotation(), Field(alias=column.name))
+            for index, column in enumerate(self.features)
+        }
         return create_model("Record", __config__=ConfigDict(extra="forbid", title="Record"), **fields)
 
-    def target_annotation(self) -> Any:
-        """The pydantic type of a valid target value (feedback labels are checked against it)."""
-        from typing import Annotated, Literal
-
-        from pydantic import BeforeValidator, Field
-
-        if self.target.kind == "numeric":
-            bounds = Field(ge=self.target.minimum, le=self.target.maximum, allow_inf_nan=False, strict=True)
-            return Annotated[float, bounds]
-        # JSON true/false must not pass for the classes 1/0.
-        return Annotated[Literal[tuple(self.target.categories)], BeforeValidator(_not_a_boolean)]
-
     def to_yaml(self, header: str = "") -> str:
+        import yaml
+
         body = {
             "target": {"name": self.target.name, **self.target.to_dict()},
             "features": {column.name: column.to_dict() for column in self.features},
@@ -222,37 +327,8 @@ class Contract:
         return header + yaml.safe_dump(body, sort_keys=False, default_flow_style=None)
 
 
-def _not_a_boolean(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("a boolean is not one of the allowed values")
-    return value
-
-
-def _pandera_column(column: Column) -> pa.Column:
-    import pandera.pandas as pa
-
-    checks = [_max_missing_check(column.max_missing)]
-    if column.kind == "numeric":
-        checks.append(pa.Check.in_range(column.minimum, column.maximum))
-        dtype: Any = "float64"
-    else:
-        checks.append(pa.Check.isin(list(column.categories)))
-        dtype = "int64" if column.integer_categories else str
-    return pa.Column(dtype, checks, nullable=column.max_missing > 0, coerce=True, required=True)
-
-
-def _max_missing_check(limit: float) -> pa.Check:
-    import pandera.pandas as pa
-
-    return pa.Check(
-        lambda series: bool(series.isna().mean() <= limit),
-        ignore_na=False,
-        name="max_missing",
-        error=f"at most {limit:.0%} missing values",
-    )
-
-
-def _column_from_dict(name: str, data: Any, source: Path) -> Column:
+def column_from_dict(name: str, data: Any, source: Path) -> Column:
+    """One column from its schema.yaml entry; every mistake is one readable line."""
     if not isinstance(data, dict) or data.get("type") not in ("numeric", "categorical"):
         raise StageError(f"{source}: column {name!r} needs 'type: numeric' or 'type: categorical'.")
     max_missing = float(data.get("max_missing", 0.0))
@@ -265,31 +341,26 @@ def _column_from_dict(name: str, data: Any, source: Path) -> Column:
             raise StageError(f"{source}: numeric column {name!r} needs numbers 'min' and 'max'.") from None
         if minimum > maximum:
             raise StageError(f"{source}: column {name!r} has min {minimum} above max {maximum}.")
-        return Column(name, "numeric", minimum=minimum, maximum=maximum, max_missing=max_missing)
+        return NumericColumn(name=name, minimum=minimum, maximum=maximum, max_missing=max_missing)
     categories = data.get("categories")
     if not isinstance(categories, list) or not categories:
         raise StageError(f"{source}: categorical column {name!r} needs a non-empty list 'categories'.")
-    return Column(name, "categorical", categories=tuple(categories), max_missing=max_missing)
+    return categorical_column(name, tuple(categories), max_missing)
 
 
 def load_contract(path: Path = Path("schema.yaml")) -> Contract:
     """Read schema.yaml; every mistake in it becomes one readable line."""
-    if not path.exists():
-        raise StageError(f"{path} not found: it is the input contract (dvc repro writes one from the data).")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise StageError(f"{path} is not valid YAML: {error}") from None
+    data = read_yaml(path, "it is the input contract (dvc repro writes one from the data).")
     if not isinstance(data, dict) or not isinstance(data.get("features"), dict):
         raise StageError(f"{path} needs a 'target' mapping and a 'features' mapping.")
     target_data = dict(data.get("target") or {})
     target_name = target_data.pop("name", None)
     if not target_name:
         raise StageError(f"{path}: target needs a 'name'.")
-    target = _column_from_dict(str(target_name), target_data, path)
+    target = column_from_dict(str(target_name), target_data, path)
     if target.max_missing:
         raise StageError(f"{path}: the target may not have missing values (max_missing must be 0).")
-    features = tuple(_column_from_dict(str(name), spec, path) for name, spec in data["features"].items())
+    features = tuple(column_from_dict(str(name), spec, path) for name, spec in data["features"].items())
     if not features:
         raise StageError(f"{path}: 'features' is empty; the model needs at least one feature.")
     if target.name in {column.name for column in features}:
@@ -309,19 +380,20 @@ def infer_contract(frame: pd.DataFrame, target: str, task: str, max_categories: 
     target_values = frame[target]
     if target_values.isna().any():
         raise StageError(f"target column {target!r} has {int(target_values.isna().sum())} missing values.")
+    target_column: Column
     if task == "regression":
         if not pd.api.types.is_numeric_dtype(target_values):
             raise StageError(f"task is regression but target {target!r} is not numeric ({target_values.dtype}).")
         target_column = _numeric_column(target, target_values, max_missing=0.0)
     else:
-        classes = sorted(_plain(value) for value in target_values.unique())
+        classes = sorted(_category(value) for value in target_values.unique())
         if task == "binary_classification" and len(classes) != 2:
             raise StageError(
                 f"binary classification needs 2 classes in {target!r}, found {len(classes)}: {classes[:10]}."
             )
         if len(classes) < 2:
             raise StageError(f"classification needs at least 2 classes in {target!r}, found {classes}.")
-        target_column = Column(target, "categorical", categories=tuple(classes))
+        target_column = categorical_column(target, tuple(classes))
 
     features: list[Column] = []
     ignored: list[str] = []
@@ -331,12 +403,12 @@ def infer_contract(frame: pd.DataFrame, target: str, task: str, max_categories: 
         series = frame[name]
         max_missing = _missing_allowance(series)
         if pd.api.types.is_bool_dtype(series):
-            features.append(Column(name, "categorical", categories=("False", "True"), max_missing=max_missing))
+            features.append(CategoricalColumn(name=name, categories=("False", "True"), max_missing=max_missing))
         elif pd.api.types.is_numeric_dtype(series) and series.notna().any():
             features.append(_numeric_column(name, series, max_missing))
         elif _is_text(series) and 0 < series.nunique() <= max_categories:
             categories = tuple(sorted(str(value) for value in series.dropna().unique()))
-            features.append(Column(name, "categorical", categories=categories, max_missing=max_missing))
+            features.append(CategoricalColumn(name=name, categories=categories, max_missing=max_missing))
         else:
             ignored.append(name)
     if not features:
@@ -344,8 +416,8 @@ def infer_contract(frame: pd.DataFrame, target: str, task: str, max_categories: 
     return Contract(features=tuple(features), target=target_column), ignored
 
 
-def _numeric_column(name: str, series: pd.Series, max_missing: float) -> Column:
-    return Column(name, "numeric", float(series.min()), float(series.max()), max_missing=max_missing)
+def _numeric_column(name: str, series: pd.Series, max_missing: float) -> NumericColumn:
+    return NumericColumn(name=name, minimum=float(series.min()), maximum=float(series.max()), max_missing=max_missing)
 
 
 def _missing_allowance(series: pd.Series) -> float:
@@ -360,10 +432,9 @@ def _is_text(series: pd.Series) -> bool:
     return bool(pd.api.types.is_string_dtype(series) or isinstance(series.dtype, pd.CategoricalDtype))
 
 
-def _plain(value: Any) -> Category:
-    """numpy scalars to plain int or str, so the YAML stays readable."""
-    if hasattr(value, "item"):
-        value = value.item()
+def _category(value: Any) -> Category:
+    """A class label as schema.yaml spells it: integer codes as int (also when read as 1.0), the rest as text."""
+    value = plain(value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    return value if isinstance(value, int) else str(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else str(value)

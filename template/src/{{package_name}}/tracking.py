@@ -1,4 +1,8 @@
-"""MLflow set-up shared by the stages: tracking URI, experiment, run lineage."""
+"""The one home of MLflow set-up: tracking URI, client, experiment and run context, run lineage.
+
+Every module that talks to MLflow (stages, registry, serving) goes through here, so the
+store it writes to is decided in one place: `MLFLOW_TRACKING_URI`, else the embedded SQLite file.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,14 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
+from .files import read_yaml
+from .paths import Paths
 
 if TYPE_CHECKING:
-    from mlflow import ActiveRun
+    from mlflow import ActiveRun, MlflowClient
 
 # Embedded default; an MLflow server (or PostgreSQL URL) is one environment variable away.
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_TRACKING_URI = f"sqlite:///{Paths().mlflow_store}"
 
 # Warnings we have answered on purpose: the model is saved with cloudpickle (see train.py),
 # its requirements are pinned explicitly, and uv environments have no pip to report.
@@ -32,12 +37,29 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def store_exists(root: Path = Path()) -> bool:
+    """A server URL counts as existing; a SQLite store only when its file does (looking never creates one)."""
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        return (path if path.is_absolute() else root / path).exists()
+    return True
+
+
+def client() -> MlflowClient:
+    """A client of the tracking store and registry; fluent calls (mlflow.*) use the same store."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow.MlflowClient(tracking_uri())
+
+
 def start_run(experiment: str, run_id: str | None = None, run_name: str | None = None) -> ActiveRun:
     """Start (or resume, when `run_id` still exists in the store) an MLflow run."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(tracking_uri())
+    client()
     mlflow.set_experiment(experiment)
     if run_id is not None:
         try:
@@ -75,7 +97,7 @@ def prepared_data_hash(root: Path = Path()) -> str:
     lock = root / "dvc.lock"
     if not lock.exists():
         return "unknown"
-    stages: dict[str, Any] = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    stages: dict[str, Any] = (read_yaml(lock, "") or {}).get("stages", {})
     for out in stages.get("prepare", {}).get("outs", []):
         if out.get("path") == "data/prepared":
             return str(out.get("md5", "unknown"))

@@ -11,12 +11,12 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import StageError
 from .estimators import NEEDS_SCALING, make_estimator
 from .features import build_model
-from .metrics import HIGHER_IS_BETTER, is_classification, score_model
+from .metrics import HIGHER_IS_BETTER, is_classification, score
 
 if TYPE_CHECKING:
     import optuna
@@ -73,10 +73,6 @@ def fit_model(
         raise StageError(f"{family} with {hyperparameters} cannot be fitted: {error}") from None
 
 
-def score(model: Pipeline, data: TuningData, frame: pd.DataFrame) -> dict[str, float]:
-    return score_model(model, data.task, *data.contract.split_xy(frame))
-
-
 def suggest(trial: optuna.Trial, name: str, spec: Range | Choices | Any) -> Any:
     """One hyperparameter from its search space: a range, a list of choices, or a fixed value."""
     from .params import Choices, Range
@@ -103,7 +99,7 @@ def tune(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tuning = train_params.tuning
-    direction = "maximize" if HIGHER_IS_BETTER[data.metric] else "minimize"
+    direction: Literal["maximize", "minimize"] = "maximize" if HIGHER_IS_BETTER[data.metric] else "minimize"
     study = optuna.create_study(
         study_name=study_name,
         storage=tuning.storage,
@@ -119,7 +115,7 @@ def tune(
             metrics = cross_validate(trial, family, hyperparameters, data, train_params)
         else:
             model = fit_model(data, family, hyperparameters, train_params.seed, data.train)
-            metrics = score(model, data, data.validation)
+            metrics = score(model, data.task, *data.contract.split_xy(data.validation))
         trial.set_user_attr("metrics", metrics)
         return metrics[data.metric]
 
@@ -161,7 +157,7 @@ def cross_validate(
     fold_metrics: list[dict[str, float]] = []
     for step, (fit_index, score_index) in enumerate(splitter.split(data.train, target)):
         model = fit_model(data, family, hyperparameters, train_params.seed, data.train.iloc[fit_index])
-        fold_metrics.append(score(model, data, data.train.iloc[score_index]))
+        fold_metrics.append(score(model, data.task, *data.contract.split_xy(data.train.iloc[score_index])))
         trial.report(statistics.fmean(m[data.metric] for m in fold_metrics), step)
         if trial.should_prune():
             raise optuna.TrialPruned()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StageError
 from ..files import read_json, read_parquet, write_json
-from ..metrics import HIGHER_IS_BETTER, improvement
+from ..metrics import HIGHER_IS_BETTER, improvement, score
 from ..schema import load_contract
 from ..tracking import lineage_tags, tracking_enabled
 
@@ -52,7 +52,7 @@ def register_and_compare(params: Params, paths: Paths, metrics: dict[str, float]
     name = params.mlflow.registered_model
     metric = params.train.primary_metric
     client = registry.client()
-    champion_before = registry.alias_version(client, name, registry.CHAMPION) if _exists(client, name) else None
+    champion_before = registry.alias_version(client, name, registry.CHAMPION) if registry.exists(client, name) else None
     tags = lineage_tags(paths.root) | {
         "family": run_info["family"],
         "run_id": run_info["run_id"],
@@ -81,14 +81,12 @@ def compare_with_champion(
     tolerance = params.accept.champion_tolerance
     if champion is None:
         return {"metric": metric, "challenger": challenger_score, "promoted": True, "reason": "first accepted model"}
-    import mlflow.sklearn
-
-    from .evaluate import score
+    from ..registry import load_champion
 
     contract = load_contract(paths.schema)
-    champion_model = mlflow.sklearn.load_model(f"models:/{name}@champion")
+    champion_model, _ = load_champion(name)
     frame = read_parquet(paths.split(params.accept.split))
-    champion_score = score(champion_model, params.task, contract, frame)[metric]
+    champion_score = score(champion_model, params.task, *contract.split_xy(frame))[metric]
     gain = improvement(metric, challenger_score, champion_score)
     promoted = gain >= -tolerance
     return {
@@ -102,16 +100,6 @@ def compare_with_champion(
             f" (difference {gain:+.4f}, tolerance {tolerance})"
         ),
     }
-
-
-def _exists(client: Any, name: str) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        return False
-    return True
 
 
 def check_model(report: dict[str, Any], accept: AcceptParams) -> list[dict[str, Any]]:

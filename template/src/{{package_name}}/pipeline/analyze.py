@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..files import read_parquet, write_json
 from ..metrics import is_classification
+from ..plots import pyplot, save
 from ..schema import load_contract
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def target_summary(target: pd.Series, task: str) -> dict[str, Any]:
     if is_classification(task):
         counts = target.value_counts().sort_index()
         return {"classes": {str(key): int(value) for key, value in counts.items()}}
-    return {key: round(float(value), 4) for key, value in target.describe().items()}
+    return {str(key): round(float(value), 4) for key, value in target.describe().items()}
 
 
 def feature_association(frame: pd.DataFrame, contract: Contract, task: str) -> dict[str, float]:
@@ -91,18 +92,11 @@ def feature_association(frame: pd.DataFrame, contract: Contract, task: str) -> d
 
 
 def draw_plots(frame: pd.DataFrame, contract: Contract, summary: dict[str, Any], task: str, out: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     images: list[str] = []
 
-    def save(figure: Any, name: str) -> None:
-        figure.tight_layout()
-        figure.savefig(out / name, dpi=80)
-        plt.close(figure)
-        images.append(name)
+    def keep(figure: Any, name: str) -> None:
+        images.append(save(figure, out / name).name)
 
     figure, axis = plt.subplots(figsize=(6, 3.5))
     target = frame[contract.target.name]
@@ -111,21 +105,21 @@ def draw_plots(frame: pd.DataFrame, contract: Contract, summary: dict[str, Any],
     else:
         target.plot.hist(ax=axis, bins=40, color="#4c72b0")
     axis.set_title(f"Target: {contract.target.name}")
-    save(figure, "target_distribution.png")
+    keep(figure, "target_distribution.png")
 
     missing = {name: info["missing_fraction"] for name, info in summary["columns"].items()}
     figure, axis = plt.subplots(figsize=(6, 3.5))
     axis.barh(list(missing), list(missing.values()), color="#dd8452")
     axis.set_xlabel("fraction missing")
     axis.set_title("Missing values")
-    save(figure, "missing_values.png")
+    keep(figure, "missing_values.png")
 
     association = summary["association"]
     figure, axis = plt.subplots(figsize=(6, 3.5))
     axis.barh(list(association)[::-1], list(association.values())[::-1], color="#55a868")
     axis.set_xlabel("mutual information with the target")
     axis.set_title("Feature-target association")
-    save(figure, "feature_association.png")
+    keep(figure, "feature_association.png")
 
     columns = contract.feature_names
     cols = 3
@@ -140,7 +134,7 @@ def draw_plots(frame: pd.DataFrame, contract: Contract, summary: dict[str, Any],
         axis.set_title(name)
     for axis in axes.flat[len(columns) :]:
         axis.set_visible(False)
-    save(figure, "feature_distributions.png")
+    keep(figure, "feature_distributions.png")
     return images
 
 

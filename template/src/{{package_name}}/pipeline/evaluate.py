@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StageError
 from ..files import read_json, read_parquet, write_json
-from ..metrics import HIGHER_IS_BETTER, is_classification, score_model
+from ..metrics import HIGHER_IS_BETTER, is_classification, score
+from ..plots import pyplot, save
 from ..schema import load_contract
 from ..tracking import start_run, tracking_enabled
 
@@ -41,8 +42,9 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
 
     report: dict[str, Any] = {"model": {}, "baseline": {}}
     for name, frame in splits.items():
-        report["model"][name] = score(model, params.task, contract, frame)
-        report["baseline"][name] = score(baseline, params.task, contract, frame)
+        features, target = contract.split_xy(frame)
+        report["model"][name] = score(model, params.task, features, target)
+        report["baseline"][name] = score(baseline, params.task, features, target)
     write_json(paths.metrics, report)
     test = splits["test"]
     write_json(paths.slices, slice_metrics(model, params.task, contract, test, params.evaluate.slice_by))
@@ -82,11 +84,6 @@ def fit_baseline(task: str, contract: Contract, train: pd.DataFrame) -> Any:
     return baseline.fit(features, target)
 
 
-def score(model: Any, task: str, contract: Contract, frame: pd.DataFrame) -> dict[str, float]:
-    values = score_model(model, task, *contract.split_xy(frame))
-    return {key: round(value, 6) for key, value in values.items()}
-
-
 def slice_metrics(
     model: Any, task: str, contract: Contract, frame: pd.DataFrame, slice_by: str | None
 ) -> dict[str, Any]:
@@ -106,7 +103,7 @@ def slice_metrics(
         entry: dict[str, Any] = {"rows": len(part)}
         if len(part) >= MIN_SLICE_ROWS:
             try:
-                entry |= score(model, task, contract, part)
+                entry |= score(model, task, *contract.split_xy(part))
             except ValueError:  # e.g. one class only in this slice: ROC AUC is undefined
                 entry["note"] = "metrics undefined on this slice"
         else:
@@ -123,7 +120,7 @@ def write_importance(model: Any, params: Params, features: pd.DataFrame, target:
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
 
     def scorer(estimator: Any, x: pd.DataFrame, y: pd.Series) -> float:
-        return sign * score_model(estimator, task, x, y)[metric]
+        return sign * score(estimator, task, x, y)[metric]
 
     result = permutation_importance(
         model,
@@ -134,20 +131,20 @@ def write_importance(model: Any, params: Params, features: pd.DataFrame, target:
         random_state=params.train.seed,
         n_jobs=1,
     )
-    rows = sorted(
-        (
-            {"feature": name, "importance": round(float(mean), 6), "std": round(float(std), 6)}
-            for name, mean, std in zip(features.columns, result.importances_mean, result.importances_std, strict=True)
-        ),
-        key=lambda row: -row["importance"],
+    ranked = sorted(
+        zip(features.columns, result.importances_mean, result.importances_std, strict=True), key=lambda item: -item[1]
     )
+    rows = [
+        {"feature": name, "importance": round(float(mean), 6), "std": round(float(std), 6)}
+        for name, mean, std in ranked
+    ]
     write_json(out / "feature_importance.json", rows)
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6, 0.4 * len(rows) + 1.2))
     axis.barh([row["feature"] for row in rows][::-1], [row["importance"] for row in rows][::-1], color="#4c72b0")
     axis.set_xlabel(f"drop in {metric} when shuffled")
     axis.set_title("Permutation feature importance (test)")
-    return _save(figure, out / "feature_importance.png")
+    return save(figure, out / "feature_importance.png")
 
 
 def write_plots(
@@ -172,10 +169,10 @@ def write_confusion(target: pd.Series, predicted: np.ndarray, out: Path) -> Path
 
     rows = [{"actual": str(a), "predicted": str(p)} for a, p in zip(target, predicted, strict=True)]
     write_json(out / "confusion.json", rows)
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(5, 4))
     ConfusionMatrixDisplay.from_predictions(target.astype(str), predicted.astype(str), ax=axis, colorbar=False)
-    return _save(figure, out / "confusion_matrix.png")
+    return save(figure, out / "confusion_matrix.png")
 
 
 def write_binary_curves(positive: pd.Series, proba: np.ndarray, out: Path, params: EvaluateParams) -> list[Path]:
@@ -202,7 +199,7 @@ def write_calibration(outcome: np.ndarray, proba: np.ndarray, out: Path, params:
         for p, o in zip(predicted, observed, strict=True)
     ]
     write_json(out / "calibration.json", rows)
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(5, 4))
     axis.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
     axis.plot(predicted, observed, marker="o", label="model")
@@ -210,7 +207,7 @@ def write_calibration(outcome: np.ndarray, proba: np.ndarray, out: Path, params:
     axis.set_ylabel("observed frequency")
     axis.legend()
     axis.set_title("Calibration (test)")
-    return _save(figure, out / "calibration.png")
+    return save(figure, out / "calibration.png")
 
 
 def write_regression_plots(target: pd.Series, predicted: np.ndarray, out: Path, params: EvaluateParams) -> list[Path]:
@@ -230,7 +227,7 @@ def write_regression_plots(target: pd.Series, predicted: np.ndarray, out: Path, 
             for p, r in zip(predicted, residual, strict=True)
         ],
     )
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(5, 4))
     axis.scatter(actual, predicted, s=6, alpha=0.5)
     low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
@@ -238,39 +235,23 @@ def write_regression_plots(target: pd.Series, predicted: np.ndarray, out: Path, 
     axis.set_xlabel("actual")
     axis.set_ylabel("predicted")
     axis.set_title("Predicted vs actual (test)")
-    first = _save(figure, out / "predicted_vs_actual.png")
+    first = save(figure, out / "predicted_vs_actual.png")
     figure, axis = plt.subplots(figsize=(5, 4))
     axis.scatter(predicted, residual, s=6, alpha=0.5)
     axis.axhline(0, color="grey", linestyle="--")
     axis.set_xlabel("predicted")
     axis.set_ylabel("actual - predicted")
     axis.set_title("Residuals (test)")
-    return [first, _save(figure, out / "residuals.png")]
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(figure: Any, path: Path) -> Path:
-    figure.tight_layout()
-    figure.savefig(path, dpi=80)
-    _pyplot().close(figure)
-    return path
+    return [first, save(figure, out / "residuals.png")]
 
 
 def _line_plot(x: np.ndarray, y: np.ndarray, labels: tuple[str, str], title: str, path: Path) -> Path:
-    figure, axis = _pyplot().subplots(figsize=(5, 4))
+    figure, axis = pyplot().subplots(figsize=(5, 4))
     axis.plot(x, y)
     axis.set_xlabel(labels[0])
     axis.set_ylabel(labels[1])
     axis.set_title(title)
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def _curve(x_name: str, x: np.ndarray, y_name: str, y: np.ndarray, max_points: int) -> list[dict[str, float]]:

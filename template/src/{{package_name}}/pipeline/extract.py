@@ -46,7 +46,7 @@ def read_files(source: FileSource, paths: Paths) -> pd.DataFrame:
         raise StageError(f"no file matches extract.file.path {source.path!r}.")
     reader = "read_parquet" if pattern.lower().endswith(".parquet") else "read_csv_auto"
     try:
-        return duckdb.sql(f"SELECT * FROM {reader}(?)", params=[files]).df()
+        return duckdb.execute(f"SELECT * FROM {reader}(?)", [files]).df()
     except duckdb.Error as error:
         raise StageError(f"cannot read {source.path}: {error}") from None
 

@@ -11,6 +11,7 @@ import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
+from .. import tracking
 from ..errors import StageError
 from ..estimators import FAMILIES
 from ..files import read_parquet, write_json
@@ -133,11 +134,10 @@ def log_winner(
 
 def child_run_logger(parent_run_id: str) -> Any:
     """Log each tuning trial as a child run, through the client: far cheaper than fluent runs."""
-    from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-    client = MlflowClient()
+    client = tracking.client()
     experiment_id = client.get_run(parent_run_id).info.experiment_id
 
     def log_trial(family: str, number: int, trial_params: dict, metrics: dict[str, float], state: str) -> None:

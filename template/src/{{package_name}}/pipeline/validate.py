@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StageError
-from ..files import read_parquet, write_json
+from ..files import plain, read_parquet, write_json
 from ..schema import load_contract
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def find_problems(frame: pd.DataFrame, schema: pa.DataFrameSchema, max_examples:
             examples = [f"{count / max(len(frame), 1):.1%} missing"]
         else:
             count = len(group)
-            examples = [_plain(value) for value in group["failure_case"].drop_duplicates().head(max_examples)]
+            examples = [plain(value) for value in group["failure_case"].drop_duplicates().head(max_examples)]
         problems.append({"column": column_name, "rule": str(check), "count": count, "examples": examples})
     return problems
 
@@ -61,9 +61,3 @@ def format_problem(problem: dict[str, Any]) -> str:
     return f"  - {problem['column']}: {problem['rule']} failed for {problem['count']} rows" + (
         f" (e.g. {examples})" if examples else ""
     )
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item"):
-        value = value.item()
-    return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)

@@ -48,7 +48,8 @@ class MicroBatcher:
         return await future
 
     def _take(self) -> list[tuple[Rows, asyncio.Future[tuple[Any, list[Any]]]]]:
-        taken, size = [], 0
+        taken: list[tuple[Rows, asyncio.Future[tuple[Any, list[Any]]]]] = []
+        size = 0
         while self._pending and (not taken or size + len(self._pending[0][0]) <= self._max_rows):
             item = self._pending.pop(0)
             taken.append(item)

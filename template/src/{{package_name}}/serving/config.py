@@ -1,50 +1,58 @@
-"""Service settings from the environment (SERVE_*), so every uvicorn worker gets the same ones."""
+"""Service settings: one object, read from the environment (SERVE_*) by the CLI and passed to the app."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from ..errors import StageError
+from ..paths import Paths
 
 ModelSource = Literal["auto", "registry", "local"]
-
-
-def _int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise StageError(f"{name} must be an integer, got {value!r}.") from None
+MODEL_SOURCES: tuple[ModelSource, ...] = ("auto", "registry", "local")
 
 
 @dataclass(frozen=True)
 class ServingConfig:
     """Where the model comes from, request limits, the prediction log and the reload token."""
 
+    paths: Paths = field(default_factory=Paths)
     model_source: ModelSource = "auto"
-    model_path: Path = Path("models/model")
-    root: Path = Path()
+    model_dir: Path | None = None  # a model folder other than the pipeline's models/model
     max_records: int = 1000
     max_body_bytes: int = 1_000_000
-    prediction_log_url: str = "sqlite:///predictions.db"
+    prediction_log_url: str = f"sqlite:///{Paths().prediction_log}"
     reload_token: str | None = field(default=None, repr=False)
 
+    @property
+    def model_path(self) -> Path:
+        return self.model_dir or self.paths.model
+
     @classmethod
-    def from_env(cls) -> ServingConfig:
-        source = os.environ.get("SERVE_MODEL_SOURCE", "auto")
-        if source not in ("auto", "registry", "local"):
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServingConfig:
+        """The settings a user or container gives through SERVE_* variables; the rest default."""
+        source = environ.get("SERVE_MODEL_SOURCE", "auto")
+        if source not in MODEL_SOURCES:
             raise StageError(f"SERVE_MODEL_SOURCE must be auto, registry or local, got {source!r}.")
+        model_dir = environ.get("SERVE_MODEL_PATH")
         return cls(
-            model_source=source,  # type: ignore[arg-type]
-            model_path=Path(os.environ.get("SERVE_MODEL_PATH", "models/model")),
-            root=Path(os.environ.get("SERVE_ROOT", ".")),
-            max_records=_int("SERVE_MAX_RECORDS", 1000),
-            max_body_bytes=_int("SERVE_MAX_BODY_BYTES", 1_000_000),
-            prediction_log_url=os.environ.get("SERVE_PREDICTION_LOG_URL", "sqlite:///predictions.db"),
-            reload_token=os.environ.get("SERVE_RELOAD_TOKEN") or None,
+            paths=Paths(Path(environ.get("SERVE_ROOT", "."))),
+            model_source=cast("ModelSource", source),
+            model_dir=Path(model_dir) if model_dir else None,
+            max_records=_positive_int(environ, "SERVE_MAX_RECORDS", cls.max_records),
+            max_body_bytes=_positive_int(environ, "SERVE_MAX_BODY_BYTES", cls.max_body_bytes),
+            prediction_log_url=environ.get("SERVE_PREDICTION_LOG_URL", cls.prediction_log_url),
+            reload_token=environ.get("SERVE_RELOAD_TOKEN") or None,
         )
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    value = environ.get(name)
+    if value is None:
+        return default
+    if not value.strip().isdigit() or int(value) < 1:
+        raise StageError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)

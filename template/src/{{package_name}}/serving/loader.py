@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StageError
+from ..files import plain
 from ..metrics import is_classification
-from ..tracking import tracking_uri
+from ..tracking import store_exists, tracking_uri
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
     from ..features import DirectPipeline
+    from ..paths import Paths
     from ..schema import Contract
     from .config import ServingConfig
 
@@ -33,7 +36,7 @@ class LoadedModel:
 
     @property
     def classes(self) -> list[Any]:
-        return [_plain(value) for value in self.model.classes_] if is_classification(self.task) else []
+        return [plain(value) for value in self.model.classes_] if is_classification(self.task) else []
 
     def for_requests(self, contract: Contract) -> LoadedModel:
         """This model, calling its steps directly when that reproduces the Pipeline on the contract's examples."""
@@ -59,50 +62,32 @@ def load_model(config: ServingConfig, task: str, registered_model: str) -> Loade
     """Registry first (source auto or registry), then the local artifact (auto or local)."""
     if config.model_source in ("auto", "registry"):
         try:
-            return from_registry(task, registered_model, config.root)
+            return from_registry(task, registered_model, config.paths)
         except Exception as error:  # any registry failure means: fall back, or report it
             if config.model_source == "registry":
                 raise StageError(f"cannot load the champion of {registered_model!r}: {error}") from None
-    return from_local(task, config.root / config.model_path, config.root)
+    return from_local(task, config.model_path, config.paths)
 
 
-def registry_reachable(root: Path) -> bool:
-    """A server URL counts as reachable; a SQLite store only when its file exists (never create one)."""
-    uri = tracking_uri()
-    if uri.startswith("sqlite:///"):
-        path = Path(uri.removeprefix("sqlite:///"))
-        return (path if path.is_absolute() else root / path).exists()
-    return True
-
-
-def from_registry(task: str, name: str, root: Path) -> LoadedModel:
-    if not registry_reachable(root):
+def from_registry(task: str, name: str, paths: Paths) -> LoadedModel:
+    if not store_exists(paths.root):
         raise StageError(f"no MLflow store at {tracking_uri()}")
-    import mlflow
-    import mlflow.sklearn
+    from ..registry import load_champion
 
-    mlflow.set_tracking_uri(tracking_uri())
-    version = mlflow.MlflowClient().get_model_version_by_alias(name, "champion")
-    model = mlflow.sklearn.load_model(f"models:/{name}/{version.version}")
+    model, version = load_champion(name)
     metrics = json.loads(version.tags.get("metrics", "{}"))
     return LoadedModel(model, task, name, str(version.version), "registry", metrics)
 
 
-def from_local(task: str, path: Path, root: Path) -> LoadedModel:
-    """The pipeline's own artifact: models/model/model.pkl, written by `train`."""
+def from_local(task: str, model_dir: Path, paths: Paths) -> LoadedModel:
+    """The pipeline's own artifact (models/model, written by `train`), loaded without MLflow."""
     import cloudpickle
 
-    artifact = path / "model.pkl"
+    artifact = model_dir / paths.model_file.name
     if not artifact.exists():
         raise StageError(f"no model at {artifact}: run `dvc repro` (or point SERVE_MODEL_PATH at a model).")
     with artifact.open("rb") as handle:
         model = cloudpickle.load(handle)
-    run_file = path.parent / "run.json"
-    run_id = json.loads(run_file.read_text()).get("run_id") if run_file.exists() else None
-    metrics_file = root / "reports" / "metrics.json"
-    metrics = json.loads(metrics_file.read_text())["model"]["test"] if metrics_file.exists() else {}
-    return LoadedModel(model, task, path.name, f"local-{(run_id or 'unknown')[:8]}", "local", metrics)
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
+    run_id = json.loads(paths.run_info.read_text()).get("run_id") if paths.run_info.exists() else None
+    metrics = json.loads(paths.metrics.read_text())["model"]["test"] if paths.metrics.exists() else {}
+    return LoadedModel(model, task, model_dir.name, f"local-{(run_id or 'unknown')[:8]}", "local", metrics)

@@ -1,0 +1,78 @@
+"""POST /feedback: the true label of a logged prediction, kept for monitoring."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_model
+
+from ..api import (
+    INVALID,
+    MALFORMED,
+    NOT_JSON,
+    TOO_LARGE,
+    FeedbackStored,
+    Problem,
+    invalid,
+    json_body,
+    not_json,
+    problem,
+    read_limited,
+)
+from ..state import State
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from ...schema import Column
+    from ..config import ServingConfig
+
+
+def feedback_model(target: Column) -> type[BaseModel]:
+    """The feedback body: a request id from a /predict answer and a label the contract allows."""
+    return create_model(
+        "Feedback",
+        __config__=ConfigDict(extra="forbid", title="Feedback"),
+        request_id=(str, Field(pattern=r"^[0-9a-f]{32}$", description="from a /predict answer")),
+        label=(target.annotation(), Field(description="the true target value")),
+    )
+
+
+def router(target: Column, config: ServingConfig) -> APIRouter:
+    """The feedback router for labels of the contract's `target`."""
+    model = feedback_model(target)
+    body: TypeAdapter[Any] = TypeAdapter(model)
+    routes = APIRouter(tags=["feedback"])
+
+    @routes.post(
+        "/feedback",
+        status_code=201,
+        response_model=FeedbackStored,
+        responses={
+            400: MALFORMED,
+            404: {"model": Problem, "description": "Unknown request id"},
+            413: TOO_LARGE,
+            415: NOT_JSON,
+            422: INVALID,
+        },
+        openapi_extra=json_body(model.model_json_schema()),
+    )
+    async def post_feedback(request: Request, state: State) -> Response:
+        """Store the true label (target value) for a prediction's request id."""
+        refused = not_json(request)
+        if refused is not None:
+            return refused
+        raw = await read_limited(request, config.max_body_bytes)
+        if raw is None:
+            return problem(413, f"the body is larger than {config.max_body_bytes} bytes")
+        try:
+            item = body.validate_json(raw)
+        except ValidationError as error:
+            return invalid(error.errors(include_input=False), "the feedback breaks the contract")
+        if not state.log.add_feedback(item.request_id, item.label):
+            return problem(404, f"no prediction with request id {item.request_id!r}")
+        return JSONResponse({"request_id": item.request_id, "stored": True}, status_code=201)
+
+    return routes

@@ -1,0 +1,77 @@
+"""Operations: liveness, readiness, what is served, Prometheus metrics, and reloading the champion."""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ...errors import StageError
+from ..api import Health, ModelInfo, Problem, Ready, Reloaded, problem
+from ..state import State
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+
+def router(record: type[BaseModel]) -> APIRouter:
+    """The operations router; /model shows `record`'s schema, the contract as the API takes it."""
+    record_schema = record.model_json_schema()
+    routes = APIRouter(tags=["operations"])
+
+    @routes.get("/health", response_model=Health)
+    async def health() -> dict[str, str]:
+        """Alive."""
+        return {"status": "ok"}
+
+    @routes.get("/ready", response_model=Ready, responses={503: {"model": Problem}})
+    async def ready(request: Request) -> Any:
+        """Ready when a model is loaded."""
+        service = getattr(request.app.state, "service", None)
+        if service is None:
+            return problem(503, "no model loaded")
+        return {"status": "ready", "model_version": service.model.version}
+
+    @routes.get("/model", response_model=ModelInfo)
+    async def model_info(state: State) -> dict[str, Any]:
+        """Name, version, source and metrics of the served model, and the input schema."""
+        loaded = state.model
+        return {
+            "name": loaded.name,
+            "version": loaded.version,
+            "source": loaded.source,
+            "task": loaded.task,
+            "classes": loaded.classes,
+            "metrics": loaded.metrics,
+            "input_schema": record_schema,
+            "inference": "direct" if loaded.direct else "pipeline",
+        }
+
+    @routes.get("/metrics", response_class=Response)
+    async def metrics(state: State) -> Response:
+        """Prometheus metrics."""
+        return Response(state.metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+    @routes.post(
+        "/reload",
+        response_model=Reloaded,
+        responses={401: {"model": Problem}, 403: {"model": Problem}, 503: {"model": Problem}},
+    )
+    async def reload(request: Request, state: State) -> Any:
+        """Load the current champion without a restart (Authorization: Bearer $SERVE_RELOAD_TOKEN)."""
+        token = state.config.reload_token
+        if token is None:
+            return problem(403, "reload is disabled: set SERVE_RELOAD_TOKEN to enable it")
+        sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(sent.encode(), token.encode()):
+            return problem(401, "a valid bearer token is required")
+        serving = state.model.version
+        try:
+            previous = state.reload()
+        except (StageError, OSError, ValueError) as error:
+            return problem(503, f"reload failed, still serving version {serving}: {error}")
+        return {"reloaded": True, "previous_version": previous.version, "version": state.model.version}
+
+    return routes

@@ -1,0 +1,64 @@
+"""What every router shares, built once when the service starts and read through `State`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, Request
+
+from .batching import MicroBatcher
+from .loader import LoadedModel, load_model
+from .predlog import PredictionLog
+from .telemetry import ServiceMetrics
+
+if TYPE_CHECKING:
+    from ..schema import Contract
+    from .config import ServingConfig
+
+
+@dataclass
+class ServiceState:
+    """Settings, contract, the served model, the prediction log, metrics and the micro-batcher."""
+
+    config: ServingConfig
+    contract: Contract
+    task: str
+    registered_model: str
+    model: LoadedModel
+    log: PredictionLog
+    metrics: ServiceMetrics
+    batcher: MicroBatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.batcher = MicroBatcher(self.predict_rows, max_rows=max(self.config.max_records, 256))
+        self.metrics.model_loaded(self.model)
+
+    @classmethod
+    def start(cls, config: ServingConfig, contract: Contract, task: str, registered_model: str) -> ServiceState:
+        """Load the model and open the log: a model that cannot load stops the start, with its reason."""
+        model = load_model(config, task, registered_model).for_requests(contract)
+        metrics = ServiceMetrics(task, contract)
+        return cls(config, contract, task, registered_model, model, PredictionLog(config.prediction_log_url), metrics)
+
+    def predict_rows(self, rows: list[dict[str, Any]]) -> tuple[LoadedModel, list[dict[str, Any]]]:
+        loaded = self.model  # read per call: a reload swaps it
+        return loaded, loaded.predict(self.contract.frame(rows))
+
+    def reload(self) -> LoadedModel:
+        """Load the current champion and serve it; returns the model it replaces. Raises if loading fails."""
+        fresh = load_model(self.config, self.task, self.registered_model).for_requests(self.contract)
+        previous, self.model = self.model, fresh
+        self.metrics.model_loaded(fresh)
+        return previous
+
+    def close(self) -> None:
+        self.log.close()
+
+
+async def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+State = Annotated[ServiceState, Depends(get_state)]
