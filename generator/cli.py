@@ -109,7 +109,7 @@ def demo(dest: Path, template: str | None, vcs_ref: str | None) -> None:
     """Render with defaults, create the environment, run the whole pipeline, say where things are."""
     render(dest, {}, template=template, vcs_ref=vcs_ref)
     uv = shutil.which("uv") or "uv"
-    run_step([uv, "sync", "--quiet"], dest)
+    run_step([uv, "sync", "--quiet", "--compile-bytecode"], dest)
     run_step([uv, "run", "--quiet", "dvc", "repro"], dest)
     package = yaml.safe_load((dest / ".copier-answers.yml").read_text())["package_name"]
     print(

@@ -32,7 +32,7 @@ def stages_run(output: str) -> list[str]:
 
 
 def install(root: Path) -> None:
-    run(["uv", "sync", "--frozen", "--quiet"], root)
+    run(["uv", "sync", "--frozen", "--quiet", "--compile-bytecode"], root)
 
 
 def repro(root: Path, *args: str, check: bool = True) -> str:

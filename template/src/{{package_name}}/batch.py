@@ -7,13 +7,14 @@ contract are written to an errors file (row number, reason) instead of failing t
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import StageError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Generator, Iterable, Iterator
 
     import pandas as pd
 
@@ -21,21 +22,31 @@ if TYPE_CHECKING:
     from .serving.loader import LoadedModel
 
 
-def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """The file in frames of at most `chunk_rows` rows, indexed by row number (from 0)."""
+def read_chunks(path: Path, chunk_rows: int) -> Generator[pd.DataFrame]:
+    """The file in frames of at most `chunk_rows` rows, indexed by row number (from 0).
+
+    The file stays open while the generator runs: close the generator (as `predict_file` does)
+    to release it early.
+    """
     import pandas as pd
     import pyarrow.parquet as pq
 
     suffix = path.suffix.lower()
-    offset = 0
-    batches: Iterable[pd.DataFrame]
     if suffix == ".parquet":
-        batches = (batch.to_pandas() for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows))
+        with pq.ParquetFile(path) as parquet:
+            yield from _numbered(batch.to_pandas() for batch in parquet.iter_batches(batch_size=chunk_rows))
     elif suffix == ".csv":
-        batches = pd.read_csv(path, chunksize=chunk_rows)
+        with pd.read_csv(path, chunksize=chunk_rows) as reader:
+            yield from _numbered(reader)
     else:
         raise StageError(f"{path}: batch prediction reads .csv or .parquet files.")
-    for frame in batches:
+
+
+def _numbered(frames: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    import pandas as pd
+
+    offset = 0
+    for frame in frames:
         frame.index = pd.RangeIndex(offset, offset + len(frame))
         offset += len(frame)
         yield frame
@@ -105,17 +116,18 @@ def predict_file(
     total = rejected = 0
     errors_written = False
     try:
-        for chunk in read_chunks(source, chunk_rows):
-            total += len(chunk)
-            features, reasons = contract.check_rows(chunk)
-            if len(features):
-                writer.write(prediction_frame(loaded, features))
-            if len(reasons):
-                rejected += len(reasons)
-                reasons.rename("reason").rename_axis("row").to_frame().to_csv(
-                    errors_path, mode="a" if errors_written else "w", header=not errors_written
-                )
-                errors_written = True
+        with closing(read_chunks(source, chunk_rows)) as chunks:
+            for chunk in chunks:
+                total += len(chunk)
+                features, reasons = contract.check_rows(chunk)
+                if len(features):
+                    writer.write(prediction_frame(loaded, features))
+                if len(reasons):
+                    rejected += len(reasons)
+                    reasons.rename("reason").rename_axis("row").to_frame().to_csv(
+                        errors_path, mode="a" if errors_written else "w", header=not errors_written
+                    )
+                    errors_written = True
     finally:
         writer.close()
     if not errors_written:

@@ -7,14 +7,13 @@ delayed, and under load the cost per request drops with the batch size.
 
 Before each call the drainer yields to the event loop a few times: requests whose bytes
 have already arrived then get through parsing and validation (a handful of awaits each)
-and join the batch. Measured on 2 cores with 8 connections: 1.8x the throughput and half
-the p99 of taking the batch at once; a lone request pays a few microseconds.
+and join the batch: under load, more requests share each call for a lower tail latency,
+while a lone request pays only a few microseconds.
 
 The model runs on the event loop's own thread. A worker thread would add no parallelism
 (scikit-learn's per-call work holds the GIL) but two thread switches per batch and GIL
-contention with the loop: on the event loop, one worker served about 10% more requests and
-two workers gained on one, where with a thread they did not. A model call takes about a
-millisecond, so the loop is never held for long; scale out with `serve --workers`.
+contention with the loop. A model call on a batch is short, so the loop is never held for
+long; scale out with `serve --workers` (benchmarks/serving.py in copier-mlops measures it).
 """
 
 from __future__ import annotations

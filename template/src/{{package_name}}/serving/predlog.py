@@ -97,7 +97,7 @@ class PredictionLog:
         """Queue rows (request_id, created_at, model_version, input, output, latency_ms); never blocks.
 
         Input and output are encoded here, a few microseconds a row: done in the writer, the
-        same work came in bursts that held the GIL against the event loop (p99 18 ms, not 5).
+        same work came in bursts that held the GIL against the event loop, and showed as tail latency.
         """
         encode = json.dumps
         self._queue.put([row | {"input": encode(row["input"]), "output": encode(row["output"])} for row in rows])
