@@ -145,8 +145,9 @@ def check_mlflow_run_has_trials_metrics_and_lineage(root: Path) -> None:
 
 
 def check_generated_project_tests_and_lint_pass(root: Path) -> None:
-    run(["uv", "run", "--frozen", "pytest", "-q", "-p", "no:cacheprovider"], root)
-    run(["uv", "run", "--frozen", "ruff", "check", "."], root)
+    """The project's default nox sessions, as its CI runs them: lint, typecheck, tests with the coverage floor."""
+    output = run(["uv", "run", "--frozen", "nox"], root).stdout
+    assert "Required test coverage of 85" in output
 
 
 def predictions_fingerprint(root: Path) -> str:
@@ -292,6 +293,8 @@ def test_every_task_with_every_model_library(tmp_path: Path, task: str, library:
     metrics = json.loads((root / "reports" / "metrics.json").read_text())["model"]["test"]
     assert set(metrics) == TASK_METRICS[task]
     run(["uv", "run", "--frozen", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_model_quality.py"], root)
+    if task == "regression" and library != "sklearn":  # the source differs only by model library: mypy each once
+        run(["uv", "run", "--frozen", "nox", "-s", "typecheck"], root)
 
 
 def synthetic_rows(count: int, seed: int) -> list[dict[str, object]]:
@@ -486,6 +489,8 @@ def test_serving_end_to_end(tmp_path: Path) -> None:
                 "40",
                 "--suppress-health-check",
                 "all",
+                "--seed",  # fixed: a landing never fails by chance; `nox -s fuzz` is the random campaign
+                "253843849056118892025324533597207847312",
             ],
             root,
             check=False,

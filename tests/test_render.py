@@ -122,6 +122,30 @@ def test_answers_reach_the_project(rendered: tuple[Path, dict[str, str]]) -> Non
     assert (root / "src" / "churn_model" / "pipeline" / "train.py").exists()
 
 
+def test_dvc_yaml_lists_exactly_the_modules_each_stage_imports(rendered: tuple[Path, dict[str, str]]) -> None:
+    """The generated project's own check (stdlib and PyYAML only), run on every answer combination.
+
+    Its conftest and its warning filters name packages this environment does not have: both are left out.
+    """
+    root, _ = rendered
+    options = ["--noconftest", "-p", "no:cacheprovider", "-o", "filterwarnings=error"]
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", *options, "tests/test_dvc_yaml.py"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:]
+    assert " passed" in completed.stdout
+
+
+def test_computed_values_are_not_stored_in_the_answers_file(rendered: tuple[Path, dict[str, str]]) -> None:
+    root, _ = rendered
+    stored = yaml.safe_load((root / ".copier-answers.yml").read_text())
+    assert not {"boosting_family", "boosting_label", "python_keywords", "reserved_package_names"} & set(stored)
+
+
 def test_only_the_chosen_model_library_is_rendered(rendered: tuple[Path, dict[str, str]]) -> None:
     root, answers = rendered
     dependencies = " ".join(tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"])

@@ -37,15 +37,20 @@ def test_update_keeps_user_edits_and_brings_template_changes(tmp_path: Path) -> 
     params_file = project / "params.yaml"
     params_file.write_text(params_file.read_text().replace("  importance_repeats: 5", "  importance_repeats: 9"))
     (project / "NOTES.md").write_text("my own notes\n")
+    contract = project / "schema.yaml"  # reviewed by the user: theirs from now on
+    reviewed = contract.read_text().replace("min: 18.0, max: 90.0", "min: 16.0, max: 99.0")
+    contract.write_text(reviewed)
     commit_all(project, "user edits")
 
-    noxfile = template / "template" / "noxfile.py"
+    template_contract = template / "template" / "{% if data_source == 'sample' %}schema.yaml{% endif %}.jinja"
+    template_contract.write_text(template_contract.read_text().replace("max: 120.0}", "max: 240.0}"))
+    noxfile = template / "template" / "noxfile.py.jinja"
     noxfile.write_text(
         noxfile.read_text()
         + '\n\n@nox.session(python=False)\ndef docs(session: nox.Session) -> None:\n    """Build the docs."""\n'
         + '    uv_run(session, "python", "-c", "print(1)")\n'
     )
-    commit_all(template, "v2: a docs session")
+    commit_all(template, "v2: a docs session, a wider tenure range")
     git(template, "tag", "v2")
 
     completed = subprocess.run(
@@ -61,6 +66,7 @@ def test_update_keeps_user_edits_and_brings_template_changes(tmp_path: Path) -> 
     assert "def docs(" in (project / "noxfile.py").read_text()  # the template's change landed
     assert "importance_repeats: 9" in params_file.read_text()  # the user's edit survived
     assert (project / "NOTES.md").read_text() == "my own notes\n"
+    assert contract.read_text() == reviewed  # _skip_if_exists: the reviewed contract is never overwritten
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert answers["_commit"] == "v2"
     assert "<<<<<<<" not in params_file.read_text()
