@@ -17,6 +17,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from .params import Params
+    from .schema import Contract
     from .serving.config import ServingConfig
 
 app = typer.Typer(
@@ -189,6 +193,103 @@ def predict(
         typer.echo(json.dumps(result))
 
     _user_errors_exit_1(run)
+
+
+@app.command()
+def monitor(
+    since: Annotated[
+        str | None,
+        typer.Option(help="window start: ISO time, epoch seconds, or 'last' (where the last run ended)"),
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="window end: ISO time or epoch seconds [default: now]")] = None,
+    retrain: Annotated[
+        bool, typer.Option(help="on an alert: train on labelled production rows too, and reload a new champion")
+    ] = False,
+) -> None:
+    """Check the served model on a window of the prediction log (default: the last monitor.window_hours).
+
+    Exit status: 0 healthy (ok or warn), 3 when a check alerts, 1 on an error.
+    """
+
+    def run() -> None:
+        import time
+
+        from .monitoring import job
+        from .params import load_params
+        from .paths import Paths
+
+        params, paths = load_params(), Paths()
+        log_url = _serving_config(None).prediction_log_url
+        start, end = job.window_bounds(params, paths, since, until, time.time())
+        summary = job.run(params, paths, log_url, start, end)
+        _print_summary(summary)
+        if summary["status"] == "alert" and retrain:
+            from .monitoring.retrain import retrain as retrain_now
+            from .schema import load_contract
+
+            typer.echo(f"retrain: {json.dumps(retrain_now(log_url, paths, load_contract(paths.schema)))}")
+        if summary["status"] == "alert":
+            raise typer.Exit(job.EXIT_ALERT)
+
+    _user_errors_exit_1(run)
+
+
+def _print_summary(summary: dict[str, object]) -> None:
+    window = summary["window"]
+    typer.echo(f"monitor: {summary['status']} ({window}); report: {summary['report']}")  # type: ignore[index]
+    for version, entry in summary["versions"].items():  # type: ignore[attr-defined]
+        for check in entry["checks"]:
+            if check["status"] in ("warn", "alert"):
+                typer.echo(f"  v{version} {check['check']}: {check['status']} (value {check.get('value')})")
+    if "note" in summary:
+        typer.echo(f"  {summary['note']}")
+
+
+@app.command()
+def simulate(
+    rows: Annotated[int, typer.Option(min=1, help="rows of traffic")] = 2000,
+    scenario: Annotated[str, typer.Option(help="none, shift, category_mix, missing, correlation or concept")] = "none",
+    features: Annotated[str, typer.Option(help="comma-separated features the scenario changes")] = "",
+    amount: Annotated[float, typer.Option(help="how much the scenario changes (see the README)")] = 1.0,
+    feedback: Annotated[float, typer.Option(min=0.0, max=1.0, help="share of rows whose true label is posted")] = 0.5,
+    url: Annotated[str, typer.Option(help="a running service to send to [default: write into the log]")] = "",
+    seed: Annotated[int, typer.Option(help="random seed (rows, scenario, feedback)")] = 0,
+) -> None:
+    """Generate production traffic, with a drift scenario, to a service or straight into the prediction log."""
+
+    def run() -> None:
+        from .monitoring.simulate import Scenario, send_over_http, traffic, write_to_log
+
+        chosen = Scenario(scenario, tuple(name for name in features.split(",") if name), amount)
+        params, contract, base = _simulation_base(seed)
+        frame, labels = traffic(contract, base, rows, chosen, seed)
+        if url:
+            result = send_over_http(url, frame, labels, feedback, seed)
+        else:
+            from .serving.loader import load_model
+
+            config = _serving_config(None)
+            loaded = load_model(config, params.task, params.mlflow.registered_model)
+            result = write_to_log(config.prediction_log_url, loaded, contract, frame, labels, feedback, seed)
+        typer.echo(json.dumps(result))
+
+    _user_errors_exit_1(run)
+
+
+def _simulation_base(seed: int) -> tuple[Params, Contract, pd.DataFrame]:
+    """Rows to draw traffic from: fresh sample data for the sample source, else the test split."""
+    from .files import read_parquet
+    from .params import load_params
+    from .paths import Paths
+    from .schema import load_contract
+
+    params, paths = load_params(), Paths()
+    contract = load_contract(paths.schema)
+    if params.extract.source == "sample":
+        from .sample_data import generate
+
+        return params, contract, generate(params.task, 20_000, seed + 1)
+    return params, contract, read_parquet(paths.split("test"))
 
 
 def _serving_config(model_source: ModelSourceOption | None) -> ServingConfig:

@@ -38,7 +38,14 @@ def score(model: Any, task: str, features: pd.DataFrame, target: pd.Series) -> d
     classify = is_classification(task)
     proba = model.predict_proba(features) if classify else None
     classes = list(model.classes_) if classify else []
-    values = _metrics(task, target, model.predict(features), proba, classes)
+    return score_predictions(task, target, model.predict(features), proba, classes)
+
+
+def score_predictions(
+    task: str, y_true: Any, predicted: Any, proba: np.ndarray | None, classes: list[Any]
+) -> dict[str, float]:
+    """The same metrics from predictions already made (the prediction log): `proba` in `classes` order."""
+    values = _metrics(task, y_true, predicted, proba, classes)
     return {key: round(value, 6) for key, value in values.items()}
 
 
@@ -47,9 +54,7 @@ def improvement(metric: str, value: float, reference: float) -> float:
     return value - reference if HIGHER_IS_BETTER[metric] else reference - value
 
 
-def _metrics(
-    task: str, y_true: pd.Series, predicted: np.ndarray, proba: np.ndarray | None, classes: list[Any]
-) -> dict[str, float]:
+def _metrics(task: str, y_true: Any, predicted: Any, proba: np.ndarray | None, classes: list[Any]) -> dict[str, float]:
     """Metrics for one split. `proba` has one column per class, in `classes` order."""
     from sklearn import metrics
 

@@ -35,6 +35,7 @@ class SqlSource(Section):
 
 class ExtractParams(Section):
     source: Literal["sample", "file", "sql"]
+    feedback: bool = True  # add labelled production rows (data/feedback, from `monitor --retrain`)
     sample: SampleSource | None = None
     file: FileSource | None = None
     sql: SqlSource | None = None
@@ -128,6 +129,48 @@ class AcceptParams(Section):
     champion_tolerance: float = Field(0.0, ge=0.0)  # how much worse than the champion still promotes
 
 
+class Thresholds(Section):
+    """A check warns at `warn` or past it and alerts at `alert` or past it, in the statistic's own unit."""
+
+    warn: float = Field(ge=0)
+    alert: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if self.warn > self.alert:
+            raise ValueError(f"warn ({self.warn}) is above alert ({self.alert})")
+        return self
+
+
+class ProfileParams(Section):
+    """What `train` keeps of the training data in the model's reference profile."""
+
+    bins: int = Field(10, ge=2, le=100)  # quantile bins per numeric feature
+    sample_size: int = Field(2000, ge=100)  # sorted values kept per numeric feature
+    reference_rows: int = Field(2000, ge=100)  # training rows kept for the multivariate check
+    seed: int = 42
+
+
+class MonitorParams(Section):
+    """Windows and thresholds of `monitor`; effect sizes decide, so verdicts do not depend on window size."""
+
+    profile: ProfileParams = ProfileParams()
+    window_hours: float = Field(24.0, gt=0)  # the default window: the last N hours
+    min_rows: int = Field(200, ge=10)  # fewer rows of a version in the window: its drift is not judged
+    psi: Thresholds = Thresholds(warn=0.1, alert=0.25)
+    effect: Thresholds = Thresholds(warn=0.1, alert=0.2)  # normalised Wasserstein (numeric), Jensen-Shannon
+    multivariate_auc: Thresholds = Thresholds(warn=0.6, alert=0.7)  # domain classifier, reference vs window
+    prediction_psi: Thresholds = Thresholds(warn=0.1, alert=0.25)
+    missing_increase: Thresholds = Thresholds(warn=0.05, alert=0.1)  # missing rate above training's
+    refusal_rate: Thresholds = Thresholds(warn=0.02, alert=0.05)  # refused / all predict requests
+    performance_drop: Thresholds = Thresholds(warn=0.03, alert=0.07)  # relative, realised vs offline
+    estimated_drop: Thresholds = Thresholds(warn=0.03, alert=0.07)  # relative, label-free estimate vs offline
+    latency_factor: Thresholds = Thresholds(warn=10.0, alert=25.0)  # p99 latency / one-row predict reference
+    age_days: Thresholds = Thresholds(warn=30.0, alert=90.0)  # age of the serving model
+    bootstrap: int = Field(200, ge=20)  # resamples for the realised metric's interval
+    seed: int = 42
+
+
 class MlflowParams(Section):
     experiment: str
     registered_model: str
@@ -144,6 +187,7 @@ class Params(Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     accept: AcceptParams = AcceptParams()
+    monitor: MonitorParams = MonitorParams()
     mlflow: MlflowParams
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

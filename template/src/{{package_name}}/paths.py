@@ -61,6 +61,11 @@ class Paths:
         return self.model / "model.pkl"
 
     @property
+    def model_profile(self) -> Path:
+        """The reference profile of the model's training data, outputs and speed (see monitoring/)."""
+        return self.model / "profile.json"
+
+    @property
     def run_info(self) -> Path:
         return self.models_dir / "run.json"
 
@@ -95,3 +100,21 @@ class Paths:
     @property
     def acceptance(self) -> Path:
         return self.reports / "acceptance.json"
+
+    @property
+    def monitoring_dir(self) -> Path:
+        """One folder per monitoring run (reports/monitoring/<UTC timestamp>/), and the last run's state."""
+        return self.reports / "monitoring"
+
+    @property
+    def monitoring_state(self) -> Path:
+        return self.monitoring_dir / "last_run.json"
+
+    @property
+    def feedback_dir(self) -> Path:
+        """Labelled production rows exported by `monitor --retrain`: extract adds them to the training data."""
+        return self.root / "data" / "feedback"
+
+    @property
+    def feedback_rows(self) -> Path:
+        return self.feedback_dir / "labelled.parquet"

@@ -7,7 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StageError
-from ..files import write_parquet
+from ..files import read_parquet, write_parquet
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
+    import pandas as pd
+
     source = params.extract.source
     if source == "sample":
         from ..sample_data import generate
@@ -32,8 +34,14 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         frame = read_sql(params.extract.sql)
     if frame.empty:
         raise StageError(f"the {source} source returned no rows.")
+    labelled = read_parquet(paths.feedback_rows) if params.extract.feedback and paths.feedback_rows.exists() else None
+    if labelled is not None:
+        frame = pd.concat(
+            [frame, labelled[[column for column in frame.columns if column in labelled]]], ignore_index=True
+        )
     write_parquet(frame, paths.raw)
-    return {"rows": len(frame), "columns": len(frame.columns), "output": str(paths.raw)}
+    added = 0 if labelled is None else len(labelled)
+    return {"rows": len(frame), "columns": len(frame.columns), "feedback_rows": added, "output": str(paths.raw)}
 
 
 def read_files(source: FileSource, paths: Paths) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """Stage train: tune every candidate family, keep the best, refit it, log and save the model.
 
 The winner is the whole scikit-learn Pipeline (features + estimator): logged as an MLflow
-model in the parent run, with one child run per tuning trial, and saved to models/model.
+model in the parent run, with one child run per tuning trial, and saved to models/model
+with its reference profile (models/model/profile.json), which monitoring compares traffic with.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import tracking
@@ -16,6 +18,7 @@ from ..errors import StageError
 from ..estimators import FAMILIES
 from ..files import read_parquet, write_json
 from ..metrics import HIGHER_IS_BETTER
+from ..monitoring.profile import build_profile
 from ..schema import load_contract
 from ..tracking import lineage_tags, prepared_data_hash, start_run, tracking_enabled
 from ..tuning import CandidateResult, TuningData, fit_model, tune
@@ -65,9 +68,12 @@ def train_and_log(params: Params, paths: Paths, data: TuningData, run_id: str | 
     }
     write_json(paths.leaderboard, report)
     save_model(model, data, paths)
+    profile = build_profile(model, data.contract, data.train, data.validation, params.task, params.monitor.profile)
+    write_json(paths.model_profile, profile)  # inside the model folder: it travels with the artifact
     run_info: dict[str, Any] = {"run_id": run_id, "experiment": params.mlflow.experiment, "family": winner.family}
     if run_id is not None:
-        run_info["model_uri"] = log_winner(model, data, params, paths, report, leaderboard, fit_seconds)
+        logged = LoggedWinner(report, leaderboard, fit_seconds, profile)
+        run_info["model_uri"] = log_winner(model, data, params, paths, logged)
     write_json(paths.run_info, run_info)
     return {"winner": winner.family, data.metric: round(winner.best_score, 4), "mlflow_run": run_id}
 
@@ -99,20 +105,22 @@ def save_model(model: Any, data: TuningData, paths: Paths) -> None:
     mlflow.sklearn.save_model(model, paths.model, **model_save_options(data))
 
 
-def log_winner(
-    model: Any,
-    data: TuningData,
-    params: Params,
-    paths: Paths,
-    report: dict[str, Any],
-    leaderboard: list[CandidateResult],
-    fit_seconds: float,
-) -> str:
+@dataclass(frozen=True)
+class LoggedWinner:
+    """What the parent run records besides the model: the leaderboard, the fit time, the profile."""
+
+    report: dict[str, Any]
+    leaderboard: list[CandidateResult]
+    fit_seconds: float
+    profile: dict[str, Any]
+
+
+def log_winner(model: Any, data: TuningData, params: Params, paths: Paths, logged: LoggedWinner) -> str:
     """Params, tuning results, lineage and the model itself, on the parent run."""
     import mlflow
     import mlflow.sklearn
 
-    winner = leaderboard[0]
+    leaderboard, winner = logged.leaderboard, logged.leaderboard[0]
     mlflow.set_tags(lineage_tags(paths.root) | {"stage": "train", "task": params.task, "winner": winner.family})
     mlflow.log_params(
         {"winner": winner.family, "seed": params.train.seed, "train_rows": len(data.train)}
@@ -122,9 +130,10 @@ def log_winner(
     mlflow.log_metrics(
         {f"tuning_best_{result.family}": result.best_score for result in leaderboard}
         | {f"tuning_seconds_{result.family}": result.seconds for result in leaderboard}
-        | {"fit_seconds": fit_seconds}
+        | {"fit_seconds": logged.fit_seconds}
     )
-    mlflow.log_dict(report, "leaderboard.json")
+    mlflow.log_dict(logged.report, "leaderboard.json")
+    mlflow.log_dict(logged.profile, "profile.json")  # a registry version finds its profile through its run
     lock = paths.root / "uv.lock"
     if lock.exists():
         mlflow.log_artifact(str(lock), artifact_path="environment")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -85,16 +85,51 @@ async def request_invalid(_request: Request, error: RequestValidationError) -> J
     return invalid(error.errors(), "the request does not match the API")
 
 
-def not_json(request: Request) -> JSONResponse | None:
-    """A 415 when the body is declared as something else than JSON; no Content-Type is taken as JSON."""
+class RequestRefusedError(Exception):
+    """A request refused before it reaches the model: the answer to send, and why (a metrics label)."""
+
+    def __init__(self, response: JSONResponse, reason: str, fields: list[str] | None = None) -> None:
+        super().__init__(reason)
+        self.response = response
+        self.reason = reason
+        self.fields = fields or ["body"]
+
+
+async def json_payload(request: Request, adapter: TypeAdapter[Any], limit: int) -> Any:
+    """The body parsed and validated straight from its bytes by `adapter`.
+
+    Raises RequestRefusedError: 415 for a body declared as another media type than JSON (no Content-Type
+    counts as JSON), 413 past `limit` bytes (chunked bodies included), 422 for a body that
+    breaks the contract.
+    """
     media_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    if media_type == "application/json" or media_type.endswith("+json"):
-        return None
-    return problem(415, f"the body must be JSON (application/json), not {media_type or 'an empty media type'}")
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        detail = f"the body must be JSON (application/json), not {media_type or 'an empty media type'}"
+        raise RequestRefusedError(problem(415, detail), "not_json")
+    raw = await _read_limited(request, limit)
+    if raw is None:
+        raise RequestRefusedError(problem(413, f"the body is larger than {limit} bytes"), "too_large")
+    try:
+        return adapter.validate_json(raw)
+    except ValidationError as error:
+        errors = error.errors(include_input=False)
+        refusal = invalid(errors, "the input breaks the contract")
+        raise RequestRefusedError(refusal, "contract", fields_at_fault(errors)) from None
 
 
-async def read_limited(request: Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it grows past `limit` bytes (chunked bodies included)."""
+def fields_at_fault(errors: Sequence[Any]) -> list[str]:
+    """The request fields named in validation errors (the last text part of each location), each once."""
+    fields: list[str] = []
+    for error in errors:
+        names = [part for part in error["loc"] if isinstance(part, str) and part not in ("Record", "list[Record]")]
+        field = names[-1] if names else "body"
+        if field not in fields:
+            fields.append(field)
+    return fields
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it grows past `limit` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         return None

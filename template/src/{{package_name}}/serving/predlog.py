@@ -38,6 +38,16 @@ feedback = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+# Requests the service refused: the reason and the fields at fault, never the refused body.
+refusals = sa.Table(
+    "refusals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("fields", sa.Text, nullable=False),  # comma-separated
+)
+
 _STOP = object()
 
 
@@ -102,6 +112,10 @@ class PredictionLog:
         encode = json.dumps
         self._queue.put([row | {"input": encode(row["input"]), "output": encode(row["output"])} for row in rows])
 
+    def record_refusal(self, reason: str, fields: list[str]) -> None:
+        """Queue a refused request: its reason (contract, too_large, not_json) and each field at fault."""
+        self._queue.put((refusals, [{"created_at": time.time(), "reason": reason, "fields": ",".join(fields)}]))
+
     def flush(self) -> None:
         """Wait until everything queued so far is in the database."""
         done = threading.Event()
@@ -136,6 +150,7 @@ class PredictionLog:
 
     def _write_forever(self) -> None:
         pending: list[dict[str, Any]] = []
+        refused: list[dict[str, Any]] = []
         waiting: list[threading.Event] = []
         stop = False
         while not stop:
@@ -145,6 +160,8 @@ class PredictionLog:
                     stop = True
                 elif isinstance(item, threading.Event):
                     waiting.append(item)
+                elif isinstance(item, tuple):
+                    refused.extend(item[1])
                 else:
                     pending.extend(item)
                 if stop or len(pending) >= self.batch_size:
@@ -153,12 +170,13 @@ class PredictionLog:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
+            started = time.monotonic() if pending or refused else None
             if pending:
-                started = time.monotonic()
-                self._insert(pending)
+                self._insert(predictions, pending)
                 pending = []
-            else:
-                started = None
+            if refused:
+                self._insert(refusals, refused)
+                refused = []
             for event in waiting:
                 event.set()
             waiting = []
@@ -167,11 +185,11 @@ class PredictionLog:
                 self._pause.wait(max(0.0, self.interval - (time.monotonic() - started)))
                 self._pause.clear()
 
-    def _insert(self, rows: list[dict[str, Any]]) -> None:
+    def _insert(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         for attempt in range(3):
             try:
                 with self.engine.begin() as connection:
-                    connection.execute(predictions.insert(), rows)
+                    connection.execute(table.insert(), rows)
                 return
             except sa.exc.SQLAlchemyError:
                 logger.exception("prediction log write failed (attempt %d of 3)", attempt + 1)

@@ -45,6 +45,11 @@ class ServiceState:
         loaded = self.model  # read per call: a reload swaps it
         return loaded, loaded.predict(self.contract.frame(rows))
 
+    def refused(self, reason: str, fields: list[str]) -> None:
+        """Count a refused request and log it for monitoring (reason and fields, never the body)."""
+        self.metrics.rejected(reason)
+        self.log.record_refusal(reason, fields)
+
     def reload(self) -> LoadedModel:
         """Load the current champion and serve it; returns the model it replaces. Raises if loading fails."""
         fresh = load_model(self.config, self.task, self.registered_model).for_requests(self.contract)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import ConfigDict, Field, TypeAdapter, create_model
 
 from ..api import (
     INVALID,
@@ -15,11 +15,10 @@ from ..api import (
     TOO_LARGE,
     FeedbackStored,
     Problem,
-    invalid,
+    RequestRefusedError,
     json_body,
-    not_json,
+    json_payload,
     problem,
-    read_limited,
 )
 from ..state import State
 
@@ -61,16 +60,10 @@ def router(target: Column, config: ServingConfig) -> APIRouter:
     )
     async def post_feedback(request: Request, state: State) -> Response:
         """Store the true label (target value) for a prediction's request id."""
-        refused = not_json(request)
-        if refused is not None:
-            return refused
-        raw = await read_limited(request, config.max_body_bytes)
-        if raw is None:
-            return problem(413, f"the body is larger than {config.max_body_bytes} bytes")
         try:
-            item = body.validate_json(raw)
-        except ValidationError as error:
-            return invalid(error.errors(include_input=False), "the feedback breaks the contract")
+            item = await json_payload(request, body, config.max_body_bytes)
+        except RequestRefusedError as refusal:
+            return refusal.response
         if not state.log.add_feedback(item.request_id, item.label):
             return problem(404, f"no prediction with request id {item.request_id!r}")
         return JSONResponse({"request_id": item.request_id, "stored": True}, status_code=201)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from ..api import (
     INVALID,
@@ -16,11 +16,10 @@ from ..api import (
     NOT_JSON,
     TOO_LARGE,
     PredictResponse,
+    RequestRefusedError,
     invalid,
     json_body,
-    not_json,
-    problem,
-    read_limited,
+    json_payload,
 )
 from ..state import State
 
@@ -34,6 +33,14 @@ def request_schema(record: type[BaseModel], max_records: int) -> dict[str, Any]:
     """The body's JSON Schema, from the request model itself: one record, or a list of 1 to max_records."""
     one = record.model_json_schema()
     return {"anyOf": [one, {"type": "array", "items": one, "minItems": 1, "maxItems": max_records}]}
+
+
+def batch_size_refused(size: int, max_records: int) -> Response:
+    if size == 0:
+        error = {"loc": ["body"], "msg": "at least 1 record per request", "type": "too_short"}
+        return invalid([error], "the batch is empty: send at least one record")
+    error = {"loc": ["body"], "msg": f"at most {max_records} records per request", "type": "too_long"}
+    return invalid([error], f"the batch has {size} records; the limit is {max_records}")
 
 
 def router(record: type[BaseModel], config: ServingConfig) -> APIRouter:
@@ -51,24 +58,15 @@ def router(record: type[BaseModel], config: ServingConfig) -> APIRouter:
     async def predict(request: Request, state: State) -> Response:
         """Predict one record (an object) or a batch (a list of objects)."""
         started = time.perf_counter()
-        refused = not_json(request)
-        if refused is not None:
-            return refused
-        raw = await read_limited(request, config.max_body_bytes)
-        if raw is None:
-            return problem(413, f"the body is larger than {config.max_body_bytes} bytes")
         try:
-            parsed = body.validate_json(raw)
-        except ValidationError as error:
-            state.metrics.rejected("contract")
-            return invalid(error.errors(include_input=False), "the input breaks the contract")
+            parsed = await json_payload(request, body, config.max_body_bytes)
+        except RequestRefusedError as refusal:
+            state.refused(refusal.reason, refusal.fields)
+            return refusal.response
         batch = parsed if isinstance(parsed, list) else [parsed]
-        if not batch:
-            return problem(422, "the batch is empty: send at least one record")
-        if len(batch) > config.max_records:  # the document's maxItems: a contract error like any other
-            state.metrics.rejected("contract")
-            too_long = {"loc": ["body"], "msg": f"at most {config.max_records} records per request", "type": "too_long"}
-            return invalid([too_long], f"the batch has {len(batch)} records; the limit is {config.max_records}")
+        if not 1 <= len(batch) <= config.max_records:  # the document's minItems and maxItems: contract errors
+            state.refused("contract", ["body"])
+            return batch_size_refused(len(batch), config.max_records)
         rows = [item.model_dump(by_alias=True) for item in batch]
         loaded, answers = await state.batcher.submit(rows)
         latency = time.perf_counter() - started

@@ -1,0 +1,212 @@
+"""The monitoring job: read a window of the prediction log, check each model version against its profile.
+
+Writes reports/monitoring/<UTC timestamp>/summary.json and report.html, logs the figures to an
+MLflow `monitoring` run, posts the summary to MONITOR_WEBHOOK_URL when it is set, and says
+whether the served model is healthy: the CLI exits 0 when it is, EXIT_ALERT when a check alerts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StageError
+from ..files import read_json, write_json
+from ..metrics import is_classification
+from ..schema import load_contract
+from . import checks
+from .window import read_window
+
+if TYPE_CHECKING:
+    from ..params import Params
+    from ..paths import Paths
+    from ..schema import Contract
+    from .window import Window
+
+EXIT_ALERT = 3  # distinct from 1 (an error) and 2 (a usage error)
+
+
+def window_bounds(
+    params: Params, paths: Paths, since: str | None, until: str | None, now: float
+) -> tuple[float, float]:
+    """[start, end) in epoch seconds: --since TIME or 'last' (the end of the previous run), default the last N hours."""
+    end = parse_time(until) if until else now
+    if since == "last":
+        state = read_json(paths.monitoring_state) if paths.monitoring_state.exists() else {}
+        start = float(state.get("end", end - params.monitor.window_hours * 3600))
+    elif since:
+        start = parse_time(since)
+    else:
+        start = end - params.monitor.window_hours * 3600
+    if start >= end:
+        raise StageError(f"the window is empty: --since ({_iso(start)}) is not before --until ({_iso(end)}).")
+    return start, end
+
+
+def parse_time(text: str) -> float:
+    """An ISO 8601 time (UTC unless it says otherwise) or epoch seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise StageError(f"{text!r} is not a time: use ISO 8601 (2026-01-31T12:00) or epoch seconds.") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def run(params: Params, paths: Paths, log_url: str, start: float, end: float) -> dict[str, Any]:
+    """Check the window and write its report; returns the summary (its `status` is ok, warn or alert)."""
+    contract = load_contract(paths.schema)
+    window = read_window(log_url, start, end, contract, params.task)
+    versions: dict[str, Any] = {}
+    for version in sorted(window.served["model_version"].unique()):
+        versions[version] = check_version(window.version(version), version, params, paths, contract)
+    profiles = _profiles(versions)
+    window_checks = [checks.refusal_rate(window, params.monitor), checks.request_rate(window)]
+    statuses = [check["status"] for entry in versions.values() for check in entry["checks"]]
+    statuses += [check["status"] for check in window_checks]
+    summary: dict[str, Any] = {
+        "status": checks.worst(statuses),
+        "window": {"start": _iso(start), "end": _iso(end), "rows": len(window.served), "corrupt_rows": window.corrupt},
+        "log": _redacted(log_url),
+        "checks": window_checks,
+        "versions": versions,
+        "created_at": _iso(time.time()),
+    }
+    if window.served.empty:
+        summary["note"] = "no predictions in the window: nothing to judge"
+    out = paths.monitoring_dir / datetime.fromtimestamp(end, UTC).strftime("%Y%m%dT%H%M%SZ")
+    write_json(out / "summary.json", summary)
+    from .report import write_report
+
+    write_report(out / "report.html", summary, window, profiles)
+    write_json(paths.monitoring_state, {"end": end, "report": str(out)})
+    summary["report"] = str(out / "report.html")
+    _log_to_mlflow(summary, params)
+    _post_webhook(summary)
+    return summary
+
+
+def check_version(window: Window, version: str, params: Params, paths: Paths, contract: Contract) -> dict[str, Any]:
+    """Every check of one model version's rows against that version's own profile."""
+    monitor = params.monitor
+    try:
+        profile, offline = reference_of(version, params, paths)
+    except StageError as error:
+        return {"rows": len(window.served), "checks": [checks.not_judged("profile", str(error))], "profile": None}
+    found: list[dict[str, Any]] = []
+    if len(window.served) >= monitor.min_rows:
+        found += checks.feature_drift(window, profile, monitor)
+        found.append(checks.multivariate_drift(window, profile, contract, monitor))
+        found.append(checks.prediction_drift(window, profile, monitor))
+    else:
+        found.append(checks.not_judged("drift", f"{len(window.served)} rows (at least {monitor.min_rows} needed)"))
+    found += checks.missing_values(window, profile, contract, monitor)
+    found.append(
+        checks.realised_performance(
+            window, params.task, contract.classes, params.train.primary_metric, offline, monitor
+        )
+    )
+    if is_classification(params.task):
+        found.append(checks.estimated_performance(window, params.task, offline, monitor))
+    found.append(checks.latency(window, profile, monitor))
+    found.append(checks.staleness(profile, monitor))
+    return {
+        "rows": len(window.served),
+        "labelled": int(window.served["label"].notna().sum()),
+        "checks": found,
+        "profile": profile,
+    }
+
+
+def reference_of(version: str, params: Params, paths: Paths) -> tuple[dict[str, Any], dict[str, float]]:
+    """A version's profile and offline test metrics: from models/ for a local model, else from the registry."""
+    if version.startswith("local-"):
+        if not paths.model_profile.exists():
+            raise StageError(
+                f"no profile at {paths.model_profile} for {version}: retrain with this version of the project."
+            )
+        offline = read_json(paths.metrics)["model"]["test"] if paths.metrics.exists() else {}
+        return read_json(paths.model_profile), offline
+    return _registry_reference(params.mlflow.registered_model, version)
+
+
+def _registry_reference(name: str, version: str) -> tuple[dict[str, Any], dict[str, float]]:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from ..tracking import client
+
+    try:
+        entry = client().get_model_version(name, version)
+        path = mlflow.artifacts.download_artifacts(run_id=entry.tags["run_id"], artifact_path="profile.json")
+    except (MlflowException, KeyError, OSError) as error:
+        raise StageError(f"no profile for {name} version {version} in the registry: {error}") from None
+    with open(path) as handle:
+        profile = json.load(handle)
+    return profile, json.loads(entry.tags.get("metrics", "{}"))
+
+
+def _profiles(versions: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Profiles by version, taken out of the summary (the report draws them; summary.json stays small)."""
+    return {version: entry.pop("profile") for version, entry in versions.items() if entry.get("profile")}
+
+
+def _log_to_mlflow(summary: dict[str, Any], params: Params) -> None:
+    """One `monitoring` run per job, one metric per check, so the MLflow UI charts drift over time."""
+    from ..tracking import start_run, tracking_enabled
+
+    if not tracking_enabled():
+        return
+    import mlflow
+
+    metrics: dict[str, float] = {}
+    for version, entry in summary["versions"].items():
+        for check in entry["checks"]:
+            if "value" in check:
+                metrics[f"v{version}/{check['check'].replace(':', '/')}"] = float(check["value"])
+            if "effect" in check:
+                metrics[f"v{version}/{check['check'].replace(':', '/')}/effect"] = float(check["effect"])
+    for check in summary["checks"]:
+        if "value" in check:
+            metrics[check["check"]] = float(check["value"])
+    with start_run(params.mlflow.experiment, run_name="monitoring"):
+        mlflow.set_tags({"stage": "monitoring", "status": summary["status"], "window_end": summary["window"]["end"]})
+        mlflow.log_metrics(metrics | {"rows": summary["window"]["rows"]})
+        mlflow.log_dict(summary, "summary.json")
+
+
+def _post_webhook(summary: dict[str, Any]) -> None:
+    """POST the summary as JSON to MONITOR_WEBHOOK_URL; a failing webhook is reported, not fatal."""
+    import urllib.error
+    import urllib.request
+
+    url = os.environ.get("MONITOR_WEBHOOK_URL")
+    if not url:
+        return
+    body = json.dumps(summary, default=str).encode()
+    request = urllib.request.Request(url, data=body, headers={"content-type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10):
+            summary["webhook"] = "sent"
+    except (urllib.error.URLError, OSError) as error:
+        summary["webhook"] = f"failed: {error}"
+
+
+def _redacted(url: str) -> str:
+    """The log's URL without a password."""
+    import sqlalchemy as sa
+
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "(unreadable URL)"
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")

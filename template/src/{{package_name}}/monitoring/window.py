@@ -1,0 +1,141 @@
+"""A window of the prediction log: the rows served, their labels, and the requests refused.
+
+Rows that cannot be read (broken JSON, inputs that no longer fit the contract) are skipped
+and counted, never fatal. Logs written before refusals were recorded still read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StageError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from ..schema import Contract
+
+
+@dataclass
+class Window:
+    """Served rows (features, outputs, latency, label when known) of one period, and its refusals."""
+
+    start: float
+    end: float
+    features: pd.DataFrame  # contract columns, typed as the model sees them
+    served: pd.DataFrame  # request_id, created_at, model_version, latency_ms, prediction, label
+    probabilities: np.ndarray | None  # one column per class (classes order), classifiers only
+    classes: list[str]
+    corrupt: int
+    refusals: pd.DataFrame | None  # created_at, reason, fields; None when the log has no refusals table
+
+    def version(self, name: str) -> Window:
+        """The part of this window served by one model version."""
+        keep = (self.served["model_version"] == name).to_numpy()
+        return Window(
+            self.start,
+            self.end,
+            self.features[keep],
+            self.served[keep],
+            None if self.probabilities is None else self.probabilities[keep],
+            self.classes,
+            0,
+            None,
+        )
+
+
+def read_window(url: str, start: float, end: float, contract: Contract, task: str) -> Window:
+    """The log's rows with created_at in [start, end), parsed against the contract."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from ..metrics import is_classification
+    from ..serving.predlog import feedback, make_engine, predictions, refusals
+
+    try:
+        engine = make_engine(url)
+        with engine.connect() as connection:
+            in_window = predictions.c.created_at.between(start, end) & (predictions.c.created_at < end)
+            raw = pd.read_sql(sa.select(predictions).where(in_window).order_by(predictions.c.created_at), connection)
+            labels = pd.read_sql(sa.select(feedback.c.request_id, feedback.c.label, feedback.c.id), connection)
+            has_refusals = sa.inspect(connection).has_table(refusals.name)
+            refused = (
+                pd.read_sql(sa.select(refusals).where(refusals.c.created_at.between(start, end)), connection)
+                if has_refusals
+                else None
+            )
+        engine.dispose()
+    except sa.exc.SQLAlchemyError as error:
+        raise StageError(f"cannot read the prediction log {url!r}: {error}") from None
+    inputs, outputs, corrupt = _decode(raw)
+    rows = raw[corrupt == ""].reset_index(drop=True)
+    features, reasons = contract.check_rows(pd.DataFrame.from_records(inputs, columns=contract.feature_names))
+    rows = rows.loc[features.index].reset_index(drop=True)
+    kept_outputs = [outputs[i] for i in features.index]
+    latest = labels.sort_values("id").drop_duplicates("request_id", keep="last")
+    label_of = dict(zip(latest["request_id"], latest["label"].map(_json_or_none), strict=True))
+    served = pd.DataFrame(
+        {
+            "request_id": rows["request_id"],
+            "created_at": rows["created_at"].astype(float),
+            "model_version": rows["model_version"].astype(str),
+            "latency_ms": rows["latency_ms"].astype(float),
+            "prediction": [output.get("prediction") for output in kept_outputs],
+            "label": rows["request_id"].map(label_of),
+        }
+    )
+    classes = [str(label) for label in contract.classes] if is_classification(task) else []
+    probabilities = _probabilities(kept_outputs, classes) if classes else None
+    return Window(
+        start,
+        end,
+        features.reset_index(drop=True),
+        served,
+        probabilities,
+        classes,
+        int((corrupt != "").sum()) + len(reasons),
+        refused,
+    )
+
+
+def _decode(raw: pd.DataFrame) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Any]:
+    """Inputs and outputs of the readable rows, and a reason (empty when fine) for every row."""
+    import numpy as np
+
+    inputs, outputs, reasons = [], [], []
+    for text_in, text_out in zip(raw["input"], raw["output"], strict=True):
+        try:
+            row, output = json.loads(text_in), json.loads(text_out)
+        except (TypeError, ValueError):
+            reasons.append("not JSON")
+            continue
+        if not isinstance(row, dict) or not isinstance(output, dict):
+            reasons.append("not an object")
+            continue
+        inputs.append(row)
+        outputs.append(output)
+        reasons.append("")
+    return inputs, outputs, np.asarray(reasons, dtype=object)
+
+
+def _probabilities(outputs: list[dict[str, Any]], classes: list[str]) -> np.ndarray:
+    import numpy as np
+
+    matrix = np.full((len(outputs), len(classes)), np.nan)
+    for i, output in enumerate(outputs):
+        probabilities = output.get("probabilities") or {}
+        for j, name in enumerate(classes):
+            value = probabilities.get(name)
+            if isinstance(value, (int, float)):
+                matrix[i, j] = value
+    return matrix
+
+
+def _json_or_none(text: Any) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return None
