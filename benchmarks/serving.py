@@ -164,11 +164,11 @@ def our_service(script: str, root: Path, row: str, args: argparse.Namespace) -> 
 
 IN_PROCESS = """
 import json, statistics, time
-from pathlib import Path
+from {package}.paths import Paths
 from {package}.schema import load_contract
 from {package}.serving.loader import from_local
 contract = load_contract()
-loaded = from_local("{task}", Path("models/model"), Path("."))
+loaded = from_local("{task}", Paths().model, Paths())
 served = loaded.for_requests(contract)  # what the service calls: the Pipeline's steps, directly
 row = json.loads({row!r})
 frame = contract.frame([row])
@@ -187,11 +187,11 @@ print(json.dumps({{
 BATCH_FLOOR = """
 import json, resource, time
 import pandas as pd
-from pathlib import Path
+from {package}.paths import Paths
 from {package}.schema import load_contract
 from {package}.serving.loader import from_local
 contract = load_contract()
-loaded = from_local("{task}", Path("models/model"), Path("."))
+loaded = from_local("{task}", Paths().model, Paths())
 features = contract.features_of(pd.read_parquet({source!r}))
 started = time.perf_counter()
 loaded.model.predict_proba(features) if loaded.classes else loaded.model.predict(features)

@@ -51,10 +51,12 @@ def project_env() -> dict[str, str]:
     return env
 
 
-def run(command: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    """Run a command in a generated project; on failure show its whole output."""
+def run(
+    command: list[str], cwd: Path, check: bool = True, timeout: int = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command in a generated project (`env` added to its environment); on failure show its whole output."""
     completed = subprocess.run(
-        command, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=timeout, check=False
+        command, cwd=cwd, env=project_env() | (env or {}), capture_output=True, text=True, timeout=timeout, check=False
     )
     if check and completed.returncode != 0:
         pytest.fail(

@@ -528,3 +528,98 @@ def test_concurrent_load_leaves_exactly_one_log_row_per_prediction(tmp_path: Pat
     with sqlite3.connect(root / "load.db") as connection:
         assert connection.execute("SELECT count(*) FROM predictions").fetchone()[0] == requests
         assert connection.execute("SELECT count(DISTINCT request_id) FROM predictions").fetchone()[0] == requests
+
+
+def test_monitoring_catches_drift_and_retraining_brings_a_new_champion(tmp_path: Path) -> None:
+    """The loop on one machine: serve v1, drifted labelled traffic, an alert naming the shifted features,
+    `monitor --retrain` trains v2 on the production labels, accept promotes it, the service reloads,
+    and a window of the same traffic after the retrain is healthy.
+
+    The world has moved: production rows outnumber the original sample (1,500 rows) in v2's training
+    data, so v2's profile describes the new traffic.
+    """
+    root = render(tmp_path / "churn", tasks=True)
+    install(root)
+    edit_params(root, {"train.tuning.n_trials": 2, "extract.sample.rows": 1500})
+    repro(root)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = {"SERVE_RELOAD_TOKEN": "s3cret", "SERVE_URL": base, "SERVE_PREDICTION_LOG_URL": "sqlite:///loop.db"}
+    shifted = "age,tenure_months,monthly_spend"
+    with serving(root, port, **settings):
+        started = time.time()
+        cli(
+            root,
+            "simulate",
+            "--url",
+            base,
+            "--rows",
+            "3000",
+            "--feedback",
+            "1.0",
+            "--seed",
+            "1",
+            "--scenario",
+            "shift",
+            "--features",
+            shifted,
+            "--amount",
+            "1.5",
+        )
+        alert = run(["uv", "run", "--frozen", "churn_model", "monitor", "--retrain"], root, check=False, env=settings)
+        output = alert.stdout + alert.stderr
+        assert alert.returncode == 3, output
+        for feature in shifted.split(","):
+            assert f"drift:{feature}: alert" in output
+        acceptance = accepted(root)["registry"]
+        assert (acceptance["version"], acceptance["champion"]) == ("2", "2"), acceptance
+        assert "reloaded" in output
+        assert http("GET", f"{base}/model")[1]["version"] == "2"  # type: ignore[index]
+        assert (root / "data" / "feedback" / "labelled.parquet.dvc").exists()
+
+        after = time.time() + 1
+        time.sleep(1.5)
+        cli(
+            root,
+            "simulate",
+            "--url",
+            base,
+            "--rows",
+            "600",
+            "--feedback",
+            "0.5",
+            "--seed",
+            "2",
+            "--scenario",
+            "shift",
+            "--features",
+            shifted,
+            "--amount",
+            "1.5",
+        )
+        healthy = run(
+            ["uv", "run", "--frozen", "churn_model", "monitor", "--since", str(after)], root, check=False, env=settings
+        )
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    summaries = sorted((root / "reports" / "monitoring").glob("*/summary.json"))
+    assert len(summaries) == 2
+    latest = json.loads(summaries[-1].read_text())
+    assert set(latest["versions"]) == {"2"}
+    assert started < time.time()
+    check_reports_open_cleanly_in_a_browser(root, summaries[0].parent / "report.html", tmp_path)
+
+
+def check_reports_open_cleanly_in_a_browser(root: Path, monitoring_report: Path, output: Path) -> None:
+    """The monitoring report and the EDA page in headless Chromium: no console error, every image loads,
+    the status table in the first screen. Screenshots stay in the test's output folder."""
+    from .browser import open_page
+
+    report = open_page(monitoring_report, output / "monitoring-report.png", selectors=("#status",))
+    assert report.console_errors == []
+    assert report.images >= 2
+    assert report.broken_images == []
+    assert report.first_screen == {"#status": True}
+    eda = open_page(root / "reports" / "eda" / "index.html", output / "eda.png")
+    assert eda.console_errors == []
+    assert eda.images >= 4
+    assert eda.broken_images == []

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from .conftest import REPO, render
+from .debian import debian_tool
 
 TASKS = ["binary_classification", "multiclass_classification", "regression"]
 SOURCES = ["sample", "file", "sql"]
@@ -94,7 +95,8 @@ def test_file_set_matches_the_answers(rendered: tuple[Path, dict[str, str]]) -> 
     names = {str(path.relative_to(root)) for path in project_files(root)}
     expected = {"pyproject.toml", "params.yaml", "dvc.yaml", ".dvc/config", ".copier-answers.yml", "README.md"}
     assert expected | {"Dockerfile", ".dockerignore", "src/churn_model/serving/app.py"} <= names
-    assert {".github/workflows/ci.yml", ".github/workflows/train.yml"} <= names
+    assert {".github/workflows/ci.yml", ".github/workflows/train.yml", ".github/workflows/monitor.yml"} <= names
+    assert {"prometheus/alerts.yml", "prometheus/alerts.test.yml", "data/feedback/README.md"} <= names
     ci = yaml.safe_load((root / ".github" / "workflows" / "ci.yml").read_text())
     steps = [step.get("name") for step in ci["jobs"]["checks"]["steps"]]
     assert ("Pipeline on the sample data" in steps) == (answers["data_source"] == "sample")
@@ -212,3 +214,14 @@ def test_stock_copier_without_trust_renders_and_says_what_to_run(tmp_path: Path)
     assert "Setup tasks did not run (they need --trust)" in message
     assert "git init --initial-branch=main && uv lock" in message
     assert "uv run dvc repro" in message
+
+
+def test_prometheus_alert_rules_pass_promtool(tmp_path: Path) -> None:
+    """The rules file is valid and each rule fires on its failure and not before (prometheus/alerts.test.yml)."""
+    promtool = debian_tool("promtool", "prometheus")
+    root = render(tmp_path / "p")
+    for command in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts.test.yml"]):
+        completed = subprocess.run(
+            [promtool, *command], cwd=root / "prometheus", capture_output=True, text=True, check=False
+        )
+        assert completed.returncode == 0, completed.stdout + completed.stderr

@@ -19,6 +19,7 @@ import typer
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .monitoring.simulate import Scenario
     from .params import Params
     from .schema import Contract
     from .serving.config import ServingConfig
@@ -261,7 +262,7 @@ def simulate(
         from .monitoring.simulate import Scenario, send_over_http, traffic, write_to_log
 
         chosen = Scenario(scenario, tuple(name for name in features.split(",") if name), amount)
-        params, contract, base = _simulation_base(seed)
+        params, contract, base, chosen = _simulation_base(seed, chosen)
         frame, labels = traffic(contract, base, rows, chosen, seed)
         if url:
             result = send_over_http(url, frame, labels, feedback, seed)
@@ -276,9 +277,11 @@ def simulate(
     _user_errors_exit_1(run)
 
 
-def _simulation_base(seed: int) -> tuple[Params, Contract, pd.DataFrame]:
-    """Rows to draw traffic from: fresh sample data for the sample source, else the test split."""
+def _simulation_base(seed: int, scenario: Scenario) -> tuple[Params, Contract, pd.DataFrame, Scenario]:
+    """Rows to draw traffic from (fresh sample data for the sample source, else the test split), and the
+    part of the scenario still to apply to them."""
     from .files import read_parquet
+    from .monitoring.simulate import sample_base
     from .params import load_params
     from .paths import Paths
     from .schema import load_contract
@@ -286,10 +289,8 @@ def _simulation_base(seed: int) -> tuple[Params, Contract, pd.DataFrame]:
     params, paths = load_params(), Paths()
     contract = load_contract(paths.schema)
     if params.extract.source == "sample":
-        from .sample_data import generate
-
-        return params, contract, generate(params.task, 20_000, seed + 1)
-    return params, contract, read_parquet(paths.split("test"))
+        return params, contract, *sample_base(params.task, contract, 20_000, seed + 1, scenario)
+    return params, contract, read_parquet(paths.split("test")), scenario
 
 
 def _serving_config(model_source: ModelSourceOption | None) -> ServingConfig:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import numpy as np
     import pandas as pd
 
@@ -19,21 +21,35 @@ TARGETS = {
     "multiclass_classification": "segment",
     "regression": "lifetime_value",
 }
+NUMERIC = ("age", "income", "tenure_months", "monthly_spend", "support_calls")
 PLANS = ("basic", "standard", "premium")
 REGIONS = ("north", "south", "east", "west")
 
 
-def generate(task: str, rows: int, seed: int, drift: float = 0.0) -> pd.DataFrame:
-    """`rows` examples for `task`; the same arguments always give the same frame."""
+def generate(
+    task: str, rows: int, seed: int, drift: float = 0.0, shift: Mapping[str, float] | None = None
+) -> pd.DataFrame:
+    """`rows` examples for `task`; the same arguments always give the same frame.
+
+    `shift` moves named numeric features by that many of their standard deviations before the
+    target is drawn, so the labels follow the moved inputs (a covariate shift, for monitoring).
+    """
     import numpy as np
     import pandas as pd
 
     rng = np.random.default_rng(seed)
-    age = rng.normal(42 + 6 * drift, 12, rows).clip(18, 90).round()
-    tenure_months = rng.exponential(30 / (1 + 0.5 * drift), rows).clip(0, 120).round()
-    monthly_spend = rng.gamma(4.0, 20.0 * (1 + 0.3 * drift), rows).clip(0, 1000).round(2)
-    income = rng.lognormal(10.8, 0.4, rows).clip(0, 500_000).round(-2)
-    support_calls = rng.poisson(2.0 + drift, rows).clip(0, 30).astype(float)
+    moves = dict(shift or {})
+
+    def moved(name: str, values: np.ndarray) -> np.ndarray:
+        return values + moves.pop(name, 0.0) * values.std()
+
+    age = moved("age", rng.normal(42 + 6 * drift, 12, rows)).clip(18, 90).round()
+    tenure_months = moved("tenure_months", rng.exponential(30 / (1 + 0.5 * drift), rows)).clip(0, 120).round()
+    monthly_spend = moved("monthly_spend", rng.gamma(4.0, 20.0 * (1 + 0.3 * drift), rows)).clip(0, 1000).round(2)
+    income = moved("income", rng.lognormal(10.8, 0.4, rows)).clip(0, 500_000).round(-2)
+    support_calls = moved("support_calls", rng.poisson(2.0 + drift, rows).astype(float)).clip(0, 30).round()
+    if moves:
+        raise ValueError(f"cannot shift {sorted(moves)}: the numeric sample features are {NUMERIC}")
     plan_weights = np.array([0.5 + 0.1 * drift, 0.3, 0.2])
     plan = rng.choice(PLANS, rows, p=plan_weights / plan_weights.sum())
     region = rng.choice(REGIONS, rows).astype(object)

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from .window import Window
 
 STATUSES = ("ok", "warn", "alert")
-# Sample-based statistics (Wasserstein, Kolmogorov-Smirnov) read at most this many window rows;
-# PSI and Jensen-Shannon always read every row.
+# Sample-based statistics (Wasserstein, Kolmogorov-Smirnov) read at most this many window rows,
+# taken evenly across the window; PSI and Jensen-Shannon always read every row.
 MAX_SAMPLE_ROWS = 100_000
 MIN_LABELS = 30
 
@@ -76,7 +76,7 @@ def _numeric_drift(
 
     edges, sample = np.asarray(reference["edges"]), np.asarray(reference["sample"])
     stability = psi(np.asarray(reference["counts"]), bin_counts(values, edges))
-    subsample = values[: min(values.size, MAX_SAMPLE_ROWS)]
+    subsample = values[:: max(1, -(-values.size // MAX_SAMPLE_ROWS))]  # evenly across the window
     effect = wasserstein(sample, subsample) / reference["std"] if reference["std"] > 0 else 0.0
     return _drift_result(
         check, feature, stability, effect, "normalised_wasserstein", ks_pvalue(sample, subsample), "ks", params
@@ -226,8 +226,9 @@ def realised_performance(
     count = int(labelled.sum())
     if count < MIN_LABELS or metric not in offline:
         return not_judged("performance", f"{count} labelled rows (at least {MIN_LABELS} needed)", labelled=count)
-    y_true = window.served["label"].to_numpy()[labelled]
-    predicted = window.served["prediction"].to_numpy()[labelled]
+    # Plain arrays (int64, float64 or text), never object arrays: scikit-learn cannot type those.
+    y_true = np.array(window.served["label"].to_numpy()[labelled].tolist())
+    predicted = np.array(window.served["prediction"].to_numpy()[labelled].tolist())
     proba = None if window.probabilities is None else window.probabilities[labelled]
     point = _metric_or_none(task, y_true, predicted, proba, classes, metric)
     rng = np.random.default_rng(params.seed)
@@ -257,10 +258,8 @@ def realised_performance(
 def _metric_or_none(
     task: str, y_true: Any, predicted: Any, proba: Any, classes: list[Any], metric: str
 ) -> float | None:
-    import numpy as np
-
     try:
-        return score_predictions(task, np.asarray(y_true), np.asarray(predicted), proba, classes).get(metric)
+        return score_predictions(task, y_true, predicted, proba, classes).get(metric)
     except ValueError:  # e.g. one class only in a resample: ROC AUC is undefined
         return None
 

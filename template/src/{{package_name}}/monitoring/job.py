@@ -85,7 +85,7 @@ def run(params: Params, paths: Paths, log_url: str, start: float, end: float) ->
     from .report import write_report
 
     write_report(out / "report.html", summary, window, profiles)
-    write_json(paths.monitoring_state, {"end": end, "report": str(out)})
+    write_json(paths.monitoring_state, {"end": end, "report": str(out), "status": summary["status"]})
     summary["report"] = str(out / "report.html")
     _log_to_mlflow(summary, params)
     _post_webhook(summary)

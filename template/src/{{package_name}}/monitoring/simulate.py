@@ -1,12 +1,14 @@
 """Production traffic on demand: rows like the training data, optionally changed by a scenario.
 
 The rows come from the sample generator (sample source: fresh draws from the true
-distribution) or from the test split (file and SQL sources). Scenarios: none, shift (numeric
-features move by `amount` standard deviations), category_mix (a share `amount` of a feature's
-values become its rarest category), missing (a share `amount` of nullable features go
-missing), correlation (two numeric features move together, their marginals unchanged),
-concept (inputs unchanged, a share `amount` of the labels change). Rows go to a running
-service over HTTP, or straight into the prediction log (fast, same model, same contract).
+distribution) or from the test split (file and SQL sources). Scenarios: none; shift (numeric
+features move by `amount` standard deviations: the sample generator moves them before it draws
+the labels, so labels follow the inputs; for other sources the rows' values move, within the
+contract's ranges); category_mix (a share `amount` of rows is drawn from a feature's rarest
+category); missing (a share `amount` of nullable features go missing); correlation (two numeric
+features move together, their marginals unchanged); concept (inputs unchanged, a share `amount`
+of the labels change). Rows go to a running service over HTTP, or straight into the
+prediction log (fast, same model, same contract).
 """
 
 from __future__ import annotations
@@ -51,24 +53,22 @@ def traffic(
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    drawn = base.sample(rows, replace=len(base) < rows, random_state=seed).reset_index(drop=True)
-    features, labels = contract.split_xy(drawn)
-    features, labels = features.copy(), labels.copy()
     chosen = list(scenario.features) or _default_features(contract, scenario.name)
     unknown = sorted(set(chosen) - set(contract.feature_names))
     if unknown:
         raise StageError(f"scenario features {unknown} are not in the contract: {', '.join(contract.feature_names)}.")
+    weights = _selection_weights(contract.features_of(base), scenario, chosen)
+    drawn = base.sample(rows, replace=True, weights=weights, random_state=seed) if weights is not None else None
+    if drawn is None:
+        drawn = base.sample(rows, replace=len(base) < rows, random_state=seed)
+    features, labels = contract.split_xy(drawn.reset_index(drop=True))
+    features, labels = features.copy(), labels.copy()
     columns = {column.name: column for column in contract.features}
     if scenario.name == "shift":
         for name in chosen:
-            column = columns[name]
+            limits = columns[name].spec()  # a numeric column: its min and max
             moved = features[name] + scenario.amount * features[name].std()
-            features[name] = moved.clip(column.minimum, column.maximum)  # type: ignore[attr-defined]
-    elif scenario.name == "category_mix":
-        for name in chosen:
-            rarest = features[name].value_counts().index[-1]
-            hit = rng.random(len(features)) < scenario.amount
-            features.loc[hit, name] = rarest
+            features[name] = moved.clip(limits["min"], limits["max"])
     elif scenario.name == "missing":
         for name in chosen:
             hit = rng.random(len(features)) < scenario.amount
@@ -79,6 +79,34 @@ def traffic(
     elif scenario.name == "concept":
         labels = _change_labels(labels, contract, scenario.amount, rng)
     return features, labels
+
+
+def _selection_weights(features: pd.DataFrame, scenario: Scenario, chosen: list[str]) -> np.ndarray | None:
+    """Row weights that shift the drawn distribution while every row keeps its true label."""
+    import numpy as np
+
+    if scenario.name == "category_mix":  # a share `amount` of the rows comes from the rarest category
+        weights = np.ones(len(features))
+        for name in chosen:
+            rare = (features[name] == features[name].value_counts().index[-1]).to_numpy()
+            if rare.any() and scenario.amount < 1:
+                weights = np.where(rare, scenario.amount / rare.mean(), (1 - scenario.amount) / (1 - rare.mean()))
+            elif rare.any():
+                weights = rare.astype("float64")
+        return weights
+    return None
+
+
+def sample_base(
+    task: str, contract: Contract, rows: int, seed: int, scenario: Scenario
+) -> tuple[pd.DataFrame, Scenario]:
+    """Fresh sample rows, and what is left of the scenario: a shift is drawn by the generator itself."""
+    from ..sample_data import generate
+
+    if scenario.name != "shift":
+        return generate(task, rows, seed), scenario
+    features = list(scenario.features) or _default_features(contract, "shift")
+    return generate(task, rows, seed, shift=dict.fromkeys(features, scenario.amount)), Scenario()
 
 
 def _default_features(contract: Contract, scenario: str) -> list[str]:

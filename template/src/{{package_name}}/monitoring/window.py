@@ -55,9 +55,13 @@ def read_window(url: str, start: float, end: float, contract: Contract, task: st
     from ..metrics import is_classification
     from ..serving.predlog import feedback, make_engine, predictions, refusals
 
+    if not _log_exists(url):
+        return empty_window(start, end, contract, task)
     try:
         engine = make_engine(url)
         with engine.connect() as connection:
+            if not sa.inspect(connection).has_table(predictions.name):
+                return empty_window(start, end, contract, task)
             in_window = predictions.c.created_at.between(start, end) & (predictions.c.created_at < end)
             raw = pd.read_sql(sa.select(predictions).where(in_window).order_by(predictions.c.created_at), connection)
             labels = pd.read_sql(sa.select(feedback.c.request_id, feedback.c.label, feedback.c.id), connection)
@@ -68,7 +72,7 @@ def read_window(url: str, start: float, end: float, contract: Contract, task: st
                 else None
             )
         engine.dispose()
-    except sa.exc.SQLAlchemyError as error:
+    except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError) as error:
         raise StageError(f"cannot read the prediction log {url!r}: {error}") from None
     inputs, outputs, corrupt = _decode(raw)
     rows = raw[corrupt == ""].reset_index(drop=True)
@@ -99,6 +103,30 @@ def read_window(url: str, start: float, end: float, contract: Contract, task: st
         int((corrupt != "").sum()) + len(reasons),
         refused,
     )
+
+
+def empty_window(start: float, end: float, contract: Contract, task: str) -> Window:
+    """No log yet, or no predictions table in it: nothing served."""
+    import pandas as pd
+
+    from ..metrics import is_classification
+
+    served = pd.DataFrame(columns=["request_id", "created_at", "model_version", "latency_ms", "prediction", "label"])
+    features = pd.DataFrame({column.name: pd.Series(dtype=column.model_dtype) for column in contract.features})
+    classes = [str(label) for label in contract.classes] if is_classification(task) else []
+    return Window(start, end, features, served, None, classes, 0, None)
+
+
+def _log_exists(url: str) -> bool:
+    """A SQLite log exists when its file does (reading must never create one); a server is asked."""
+    from pathlib import Path
+
+    import sqlalchemy as sa
+
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return True
+    return Path(parsed.database).exists()
 
 
 def _decode(raw: pd.DataFrame) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Any]:

@@ -32,6 +32,7 @@ class LoadedModel:
     version: str
     source: str
     metrics: dict[str, Any] = field(default_factory=dict)
+    trained_at: float | None = None  # epoch seconds: the model's age, for alerts on stale models
     direct: DirectPipeline | None = None  # the Pipeline's steps called directly: same output, faster
 
     @property
@@ -76,7 +77,8 @@ def from_registry(task: str, name: str, paths: Paths) -> LoadedModel:
 
     model, version = load_champion(name)
     metrics = json.loads(version.tags.get("metrics", "{}"))
-    return LoadedModel(model, task, name, str(version.version), "registry", metrics)
+    registered = version.creation_timestamp / 1000
+    return LoadedModel(model, task, name, str(version.version), "registry", metrics, registered)
 
 
 def from_local(task: str, model_dir: Path, paths: Paths) -> LoadedModel:
@@ -90,4 +92,5 @@ def from_local(task: str, model_dir: Path, paths: Paths) -> LoadedModel:
         model = cloudpickle.load(handle)
     run_id = json.loads(paths.run_info.read_text()).get("run_id") if paths.run_info.exists() else None
     metrics = json.loads(paths.metrics.read_text())["model"]["test"] if paths.metrics.exists() else {}
-    return LoadedModel(model, task, model_dir.name, f"local-{(run_id or 'unknown')[:8]}", "local", metrics)
+    version = f"local-{(run_id or 'unknown')[:8]}"
+    return LoadedModel(model, task, model_dir.name, version, "local", metrics, artifact.stat().st_mtime)

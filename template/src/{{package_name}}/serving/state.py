@@ -61,9 +61,14 @@ class ServiceState:
         self.log.close()
 
 
-async def get_state(request: Request) -> ServiceState:
+def service(request: Request) -> ServiceState:
+    """The state the app built at start-up."""
     state: ServiceState = request.app.state.service
     return state
+
+
+async def get_state(request: Request) -> ServiceState:
+    return service(request)
 
 
 State = Annotated[ServiceState, Depends(get_state)]

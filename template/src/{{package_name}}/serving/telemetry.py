@@ -48,6 +48,12 @@ class ServiceMetrics:
         self.model = Gauge(
             "model_info", "The served model (value 1)", ["name", "version", "source"], registry=self.registry
         )
+        self.trained = Gauge(
+            "model_trained_timestamp_seconds",
+            "When the served model was trained (registered, for a registry model): its age for alerts",
+            ["version"],
+            registry=self.registry,
+        )
 
     def request(self, path: str, status: int) -> None:
         self.requests.labels(path if path in KNOWN_PATHS else "other", str(status)).inc()
@@ -66,6 +72,9 @@ class ServiceMetrics:
     def model_loaded(self, loaded: LoadedModel) -> None:
         self.model.clear()
         self.model.labels(loaded.name, loaded.version, loaded.source).set(1)
+        self.trained.clear()
+        if loaded.trained_at is not None:
+            self.trained.labels(loaded.version).set(loaded.trained_at)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
