@@ -535,12 +535,12 @@ def test_monitoring_catches_drift_and_retraining_brings_a_new_champion(tmp_path:
     `monitor --retrain` trains v2 on the production labels, accept promotes it, the service reloads,
     and a window of the same traffic after the retrain is healthy.
 
-    The world has moved: production rows outnumber the original sample (1,500 rows) in v2's training
-    data, so v2's profile describes the new traffic.
+    The world has moved: production rows (5,000) far outnumber the original sample (500 rows) in v2's
+    training data, so v2's profile describes the new traffic.
     """
     root = render(tmp_path / "churn", tasks=True)
     install(root)
-    edit_params(root, {"train.tuning.n_trials": 2, "extract.sample.rows": 1500})
+    edit_params(root, {"train.tuning.n_trials": 2, "extract.sample.rows": 500})
     repro(root)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -554,7 +554,7 @@ def test_monitoring_catches_drift_and_retraining_brings_a_new_champion(tmp_path:
             "--url",
             base,
             "--rows",
-            "3000",
+            "5000",
             "--feedback",
             "1.0",
             "--seed",
