@@ -22,6 +22,7 @@ from .statistics import (
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
 
     from ..params import MonitorParams, Thresholds
     from ..schema import Contract
@@ -61,9 +62,9 @@ def feature_drift(window: Window, profile: dict[str, Any], params: MonitorParams
     """One check per feature: PSI and an effect size decide; a p-value is reported beside them."""
     results = []
     for name, reference in profile["features"].items():
-        values = window.features[name].to_numpy()
+        values = window.features[name]
         if reference["kind"] == "numeric":
-            results.append(_numeric_drift(f"drift:{name}", values.astype("float64"), reference, params, name))
+            results.append(_numeric_drift(f"drift:{name}", values.to_numpy("float64"), reference, params, name))
         else:
             results.append(_categorical_drift(f"drift:{name}", values, reference, params, name))
     return results
@@ -84,7 +85,7 @@ def _numeric_drift(
 
 
 def _categorical_drift(
-    check: str, values: np.ndarray, reference: dict[str, Any], params: MonitorParams, feature: str
+    check: str, values: pd.Series, reference: dict[str, Any], params: MonitorParams, feature: str
 ) -> dict[str, Any]:
     import numpy as np
 

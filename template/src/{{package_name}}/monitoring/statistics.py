@@ -9,7 +9,7 @@ to matter. Each function matches SciPy's reference implementation on the same da
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,11 +34,16 @@ def bin_counts(values: NDArray[np.float64], edges: NDArray[np.float64]) -> NDArr
     return np.bincount(np.searchsorted(edges, finite, side="left"), minlength=edges.size + 1).astype(np.int64)
 
 
-def category_counts(values: NDArray[np.object_], categories: list[str]) -> NDArray[np.int64]:
-    """Counts per category (as text), in `categories` order; missing values are not counted."""
+def category_counts(values: Any, categories: list[str]) -> NDArray[np.int64]:
+    """Counts per category (compared as text), in `categories` order; missing values are not counted.
+
+    Counts the distinct values first and converts only those to text: a window of a million
+    rows is never copied.
+    """
     import pandas as pd
 
-    counts = pd.Series(values, dtype=object).dropna().astype(str).value_counts()
+    distinct = pd.Series(values).value_counts(dropna=True)
+    counts = distinct.groupby(distinct.index.astype(str)).sum()
     return np.array([int(counts.get(category, 0)) for category in categories], dtype=np.int64)
 
 
