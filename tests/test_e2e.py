@@ -547,7 +547,6 @@ def test_monitoring_catches_drift_and_retraining_brings_a_new_champion(tmp_path:
     settings = {"SERVE_RELOAD_TOKEN": "s3cret", "SERVE_URL": base, "SERVE_PREDICTION_LOG_URL": "sqlite:///loop.db"}
     shifted = "age,tenure_months,monthly_spend"
     with serving(root, port, **settings):
-        started = time.time()
         cli(
             root,
             "simulate",
@@ -585,7 +584,7 @@ def test_monitoring_catches_drift_and_retraining_brings_a_new_champion(tmp_path:
             "--url",
             base,
             "--rows",
-            "600",
+            "2000",
             "--feedback",
             "0.5",
             "--seed",
@@ -605,7 +604,6 @@ def test_monitoring_catches_drift_and_retraining_brings_a_new_champion(tmp_path:
     assert len(summaries) == 2
     latest = json.loads(summaries[-1].read_text())
     assert set(latest["versions"]) == {"2"}
-    assert started < time.time()
     check_reports_open_cleanly_in_a_browser(root, summaries[0].parent / "report.html", tmp_path)
 
 
