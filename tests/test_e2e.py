@@ -530,6 +530,15 @@ def test_concurrent_load_leaves_exactly_one_log_row_per_prediction(tmp_path: Pat
         assert connection.execute("SELECT count(DISTINCT request_id) FROM predictions").fetchone()[0] == requests
 
 
+SHIFTED = ("age", "tenure_months", "monthly_spend")
+
+
+def shifted_traffic(root: Path, url: str, rows: int, labelled: float, seed: int) -> None:
+    """`simulate` over HTTP: SHIFTED move by 1.5 standard deviations, a share of rows gets its true label."""
+    arguments = ["--url", url, "--rows", str(rows), "--feedback", str(labelled), "--seed", str(seed)]
+    cli(root, "simulate", *arguments, "--scenario", "shift", "--features", ",".join(SHIFTED), "--amount", "1.5")
+
+
 def test_monitoring_catches_drift_and_retraining_brings_a_new_champion(tmp_path: Path) -> None:
     """The loop on one machine: serve v1, drifted labelled traffic, an alert naming the shifted features,
     `monitor --retrain` trains v2 on the production labels, accept promotes it, the service reloads,
@@ -545,30 +554,12 @@ def test_monitoring_catches_drift_and_retraining_brings_a_new_champion(tmp_path:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     settings = {"SERVE_RELOAD_TOKEN": "s3cret", "SERVE_URL": base, "SERVE_PREDICTION_LOG_URL": "sqlite:///loop.db"}
-    shifted = "age,tenure_months,monthly_spend"
     with serving(root, port, **settings):
-        cli(
-            root,
-            "simulate",
-            "--url",
-            base,
-            "--rows",
-            "5000",
-            "--feedback",
-            "1.0",
-            "--seed",
-            "1",
-            "--scenario",
-            "shift",
-            "--features",
-            shifted,
-            "--amount",
-            "1.5",
-        )
+        shifted_traffic(root, base, rows=5000, labelled=1.0, seed=1)
         alert = run(["uv", "run", "--frozen", "churn_model", "monitor", "--retrain"], root, check=False, env=settings)
         output = alert.stdout + alert.stderr
         assert alert.returncode == 3, output
-        for feature in shifted.split(","):
+        for feature in SHIFTED:
             assert f"drift:{feature}: alert" in output
         acceptance = accepted(root)["registry"]
         assert (acceptance["version"], acceptance["champion"]) == ("2", "2"), acceptance
@@ -578,24 +569,7 @@ def test_monitoring_catches_drift_and_retraining_brings_a_new_champion(tmp_path:
 
         after = time.time() + 1
         time.sleep(1.5)
-        cli(
-            root,
-            "simulate",
-            "--url",
-            base,
-            "--rows",
-            "2000",
-            "--feedback",
-            "0.5",
-            "--seed",
-            "2",
-            "--scenario",
-            "shift",
-            "--features",
-            shifted,
-            "--amount",
-            "1.5",
-        )
+        shifted_traffic(root, base, rows=2000, labelled=0.5, seed=2)
         healthy = run(
             ["uv", "run", "--frozen", "churn_model", "monitor", "--since", str(after)], root, check=False, env=settings
         )
