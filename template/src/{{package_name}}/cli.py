@@ -12,7 +12,7 @@ from dataclasses import replace
 from enum import StrEnum
 from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -235,10 +235,10 @@ def monitor(
     _user_errors_exit_1(run)
 
 
-def _print_summary(summary: dict[str, object]) -> None:
+def _print_summary(summary: dict[str, Any]) -> None:
     window = summary["window"]
-    typer.echo(f"monitor: {summary['status']} ({window}); report: {summary['report']}")  # type: ignore[index]
-    for version, entry in summary["versions"].items():  # type: ignore[attr-defined]
+    typer.echo(f"monitor: {summary['status']} ({window}); report: {summary['report']}")
+    for version, entry in summary["versions"].items():
         for check in entry["checks"]:
             if check["status"] in ("warn", "alert"):
                 typer.echo(f"  v{version} {check['check']}: {check['status']} (value {check.get('value')})")

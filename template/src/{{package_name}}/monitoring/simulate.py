@@ -53,10 +53,7 @@ def traffic(
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    chosen = list(scenario.features) or _default_features(contract, scenario.name)
-    unknown = sorted(set(chosen) - set(contract.feature_names))
-    if unknown:
-        raise StageError(f"scenario features {unknown} are not in the contract: {', '.join(contract.feature_names)}.")
+    chosen = scenario_features(contract, scenario)
     weights = _selection_weights(contract.features_of(base), scenario, chosen)
     drawn = base.sample(rows, replace=True, weights=weights, random_state=seed) if weights is not None else None
     if drawn is None:
@@ -105,8 +102,23 @@ def sample_base(
 
     if scenario.name != "shift":
         return generate(task, rows, seed), scenario
-    features = list(scenario.features) or _default_features(contract, "shift")
+    features = scenario_features(contract, scenario)
     return generate(task, rows, seed, shift=dict.fromkeys(features, scenario.amount)), Scenario()
+
+
+def scenario_features(contract: Contract, scenario: Scenario) -> list[str]:
+    """The features the scenario changes: those named (each must be in the contract) or its defaults."""
+    chosen = list(scenario.features) or _default_features(contract, scenario.name)
+    unknown = sorted(set(chosen) - set(contract.feature_names))
+    if unknown:
+        raise StageError(f"scenario features {unknown} are not in the contract: {', '.join(contract.feature_names)}.")
+    kinds = {"shift": contract.numeric_features, "correlation": contract.numeric_features}
+    kinds["category_mix"] = contract.categorical_features
+    wrong = sorted(set(chosen) - set(kinds.get(scenario.name, chosen)))
+    if wrong:
+        allowed = ", ".join(kinds[scenario.name]) or "none"
+        raise StageError(f"the {scenario.name} scenario cannot change {wrong}; it takes: {allowed}.")
+    return chosen
 
 
 def _default_features(contract: Contract, scenario: str) -> list[str]:
