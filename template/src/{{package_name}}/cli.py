@@ -281,13 +281,14 @@ def _simulation_base(seed: int, scenario: Scenario) -> tuple[Params, Contract, p
     """Rows to draw traffic from (fresh sample data for the sample source, else the test split), and the
     part of the scenario still to apply to them."""
     from .files import read_parquet
-    from .monitoring.simulate import sample_base
+    from .monitoring.simulate import sample_base, scenario_features
     from .params import load_params
     from .paths import Paths
     from .schema import load_contract
 
     params, paths = load_params(), Paths()
     contract = load_contract(paths.schema)
+    scenario_features(contract, scenario)  # a wrong argument is reported before any data is read
     if params.extract.source == "sample":
         return params, contract, *sample_base(params.task, contract, 20_000, seed + 1, scenario)
     return params, contract, read_parquet(paths.split("test")), scenario
