@@ -29,10 +29,18 @@ Category = str | int
 
 @dataclass(frozen=True, kw_only=True)
 class Column(ABC):
-    """One column of the contract: a name, the rule of its kind, and how many values may be missing."""
+    """One column of the contract: a name, the rule of its kind, how many values may be missing, and who answers for it.
+
+    `owner` (the team or source that answers for the feature), `pii` (personal data: never
+    written to the prediction log) and `sensitive` (a group the model must serve as well as
+    the others: its slices get a maximum gap in `accept`) are the feature's meta-level facts.
+    """
 
     name: str
     max_missing: float = 0.0
+    owner: str = ""
+    pii: bool = False
+    sensitive: bool = False
 
     kind: ClassVar[str]  # its `type:` in schema.yaml
     check_name: ClassVar[str]  # the rule's name in validation reports
@@ -67,6 +75,10 @@ class Column(ABC):
         if self.max_missing:
             data["max_missing"] = self.max_missing
         return data
+
+    def meta(self) -> dict[str, Any]:
+        """The feature's meta-level keys in schema.yaml."""
+        return {"owner": self.owner, "pii": self.pii} | ({"sensitive": True} if self.sensitive else {})
 
     def field_annotation(self) -> Any:
         """The type of this column in a request: None is allowed where values may be missing."""
@@ -202,11 +214,11 @@ def _not_a_boolean(value: Any) -> Any:
     return value
 
 
-def categorical_column(name: str, categories: tuple[Category, ...], max_missing: float = 0.0) -> CategoricalColumn:
+def categorical_column(name: str, categories: tuple[Category, ...], **keys: Any) -> CategoricalColumn:
     """The categorical kind that fits the values: integer codes stay integers."""
     integers = all(isinstance(category, int) and not isinstance(category, bool) for category in categories)
     kind = IntegerCategoricalColumn if integers else CategoricalColumn
-    return kind(name=name, categories=categories, max_missing=max_missing)
+    return kind(name=name, categories=categories, **keys)
 
 
 @dataclass(frozen=True)
@@ -227,6 +239,14 @@ class Contract:
     @property
     def categorical_features(self) -> list[str]:
         return [column.name for column in self.features if isinstance(column, CategoricalColumn)]
+
+    @property
+    def pii_features(self) -> list[str]:
+        return [column.name for column in self.features if column.pii]
+
+    @property
+    def sensitive_features(self) -> list[str]:
+        return [column.name for column in self.features if column.sensitive]
 
     @property
     def classes(self) -> list[Category]:
@@ -322,18 +342,19 @@ class Contract:
 
         body = {
             "target": {"name": self.target.name, **self.target.to_dict()},
-            "features": {column.name: column.to_dict() for column in self.features},
+            "features": {column.name: column.to_dict() | column.meta() for column in self.features},
         }
         return header + yaml.safe_dump(body, sort_keys=False, default_flow_style=None)
 
 
-def column_from_dict(name: str, data: Any, source: Path) -> Column:
+def column_from_dict(name: str, data: Any, source: Path, meta: dict[str, Any] | None = None) -> Column:
     """One column from its schema.yaml entry; every mistake is one readable line."""
     if not isinstance(data, dict) or data.get("type") not in ("numeric", "categorical"):
         raise StageError(f"{source}: column {name!r} needs 'type: numeric' or 'type: categorical'.")
     max_missing = float(data.get("max_missing", 0.0))
     if not 0.0 <= max_missing <= 1.0:
         raise StageError(f"{source}: column {name!r} has max_missing {max_missing}, not in [0, 1].")
+    keys = {"max_missing": max_missing, **(meta or {})}
     if data["type"] == "numeric":
         try:
             minimum, maximum = float(data["min"]), float(data["max"])
@@ -341,11 +362,24 @@ def column_from_dict(name: str, data: Any, source: Path) -> Column:
             raise StageError(f"{source}: numeric column {name!r} needs numbers 'min' and 'max'.") from None
         if minimum > maximum:
             raise StageError(f"{source}: column {name!r} has min {minimum} above max {maximum}.")
-        return NumericColumn(name=name, minimum=minimum, maximum=maximum, max_missing=max_missing)
+        return NumericColumn(name=name, minimum=minimum, maximum=maximum, **keys)
     categories = data.get("categories")
     if not isinstance(categories, list) or not categories:
         raise StageError(f"{source}: categorical column {name!r} needs a non-empty list 'categories'.")
-    return categorical_column(name, tuple(categories), max_missing)
+    return categorical_column(name, tuple(categories), **keys)
+
+
+def feature_meta(name: str, data: Any, source: Path) -> dict[str, Any]:
+    """A feature's meta-level facts; a feature without an owner or a `pii` answer is refused."""
+    entry = data if isinstance(data, dict) else {}
+    owner, pii, sensitive = entry.get("owner"), entry.get("pii"), entry.get("sensitive", False)
+    if not isinstance(owner, str) or not owner.strip():
+        raise StageError(f"{source}: feature {name!r} needs an 'owner' (the team or source that answers for it).")
+    if not isinstance(pii, bool):
+        raise StageError(f"{source}: feature {name!r} needs 'pii: true' or 'pii: false' (is it personal data?).")
+    if not isinstance(sensitive, bool):
+        raise StageError(f"{source}: feature {name!r} has 'sensitive: {sensitive}'; it must be true or false.")
+    return {"owner": owner.strip(), "pii": pii, "sensitive": sensitive}
 
 
 def load_contract(path: Path = Path("schema.yaml")) -> Contract:
@@ -360,7 +394,10 @@ def load_contract(path: Path = Path("schema.yaml")) -> Contract:
     target = column_from_dict(str(target_name), target_data, path)
     if target.max_missing:
         raise StageError(f"{path}: the target may not have missing values (max_missing must be 0).")
-    features = tuple(column_from_dict(str(name), spec, path) for name, spec in data["features"].items())
+    features = tuple(
+        column_from_dict(str(name), spec, path, feature_meta(str(name), spec, path))
+        for name, spec in data["features"].items()
+    )
     if not features:
         raise StageError(f"{path}: 'features' is empty; the model needs at least one feature.")
     if target.name in {column.name for column in features}:
@@ -368,10 +405,13 @@ def load_contract(path: Path = Path("schema.yaml")) -> Contract:
     return Contract(features=features, target=target)
 
 
-def infer_contract(frame: pd.DataFrame, target: str, task: str, max_categories: int) -> tuple[Contract, list[str]]:
+def infer_contract(
+    frame: pd.DataFrame, target: str, task: str, max_categories: int, owner: str
+) -> tuple[Contract, list[str]]:
     """A first contract from the data: observed ranges, categories and missing rates.
 
-    Returns the contract and the columns it leaves out (identifiers, free text, dates).
+    Every feature gets `owner` (the data source, until someone answers for it) and `pii: false`
+    (to review). Returns the contract and the columns it leaves out (identifiers, free text, dates).
     """
     import pandas as pd
 
@@ -401,14 +441,14 @@ def infer_contract(frame: pd.DataFrame, target: str, task: str, max_categories: 
         if name == target:
             continue
         series = frame[name]
-        max_missing = _missing_allowance(series)
+        keys: dict[str, Any] = {"max_missing": _missing_allowance(series), "owner": owner, "pii": False}
         if pd.api.types.is_bool_dtype(series):
-            features.append(CategoricalColumn(name=name, categories=("False", "True"), max_missing=max_missing))
+            features.append(CategoricalColumn(name=name, categories=("False", "True"), **keys))
         elif pd.api.types.is_numeric_dtype(series) and series.notna().any():
-            features.append(_numeric_column(name, series, max_missing))
+            features.append(_numeric_column(name, series, **keys))
         elif _is_text(series) and 0 < series.nunique() <= max_categories:
             categories = tuple(sorted(str(value) for value in series.dropna().unique()))
-            features.append(CategoricalColumn(name=name, categories=categories, max_missing=max_missing))
+            features.append(CategoricalColumn(name=name, categories=categories, **keys))
         else:
             ignored.append(name)
     if not features:
@@ -416,8 +456,8 @@ def infer_contract(frame: pd.DataFrame, target: str, task: str, max_categories: 
     return Contract(features=tuple(features), target=target_column), ignored
 
 
-def _numeric_column(name: str, series: pd.Series, max_missing: float) -> NumericColumn:
-    return NumericColumn(name=name, minimum=float(series.min()), maximum=float(series.max()), max_missing=max_missing)
+def _numeric_column(name: str, series: pd.Series, **keys: Any) -> NumericColumn:
+    return NumericColumn(name=name, minimum=float(series.min()), maximum=float(series.max()), **keys)
 
 
 def _missing_allowance(series: pd.Series) -> float:

@@ -20,6 +20,8 @@ HEADER = """\
 # The input contract: every raw row, in training and in serving, must satisfy it.
 # Inferred from {rows} rows of {source} data. Review it, widen ranges where real data may
 # go further, then commit it: `validate` checks data against this file on every run.
+# Every feature needs an owner (who answers for it) and a pii answer (personal data is never
+# written to the prediction log); mark a group the model must serve equally `sensitive: true`.
 # Left out (identifiers, free text or dates): {ignored}
 """
 
@@ -31,7 +33,11 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     assert params.infer_schema is not None, "params.yaml needs an infer_schema section"
     frame = read_parquet(paths.raw)
     contract, ignored = infer_contract(
-        frame, params.infer_schema.target, params.task, params.infer_schema.max_categories
+        frame,
+        params.infer_schema.target,
+        params.task,
+        params.infer_schema.max_categories,
+        owner=f"{params.extract.source} source",
     )
     header = HEADER.format(rows=len(frame), source=params.extract.source, ignored=", ".join(ignored) or "none")
     paths.schema.write_text(contract.to_yaml(header))
