@@ -115,7 +115,7 @@ def demo(dest: Path, template: str | None, vcs_ref: str | None) -> None:
     print(
         f"\nThe demo project is in {dest}:\n"
         f"  metrics     {dest / 'reports/metrics.json'} (uv run dvc metrics show)\n"
-        f"  acceptance  {dest / 'reports/acceptance.json'}\n"
+        f"  acceptance  {dest / 'models/acceptance.json'}\n"
         f"  model       {dest / 'models/model'} (an MLflow model; runs in {dest / 'mlflow.db'})\n"
         f"  reports     {dest / 'reports/eda/index.html'}, {dest / 'reports/plots'}\n"
         f"Next, in {dest}:\n"

@@ -41,7 +41,7 @@ def repro(root: Path, *args: str, check: bool = True) -> str:
 
 
 def accepted(root: Path) -> dict:
-    acceptance = json.loads((root / "reports" / "acceptance.json").read_text())
+    acceptance = json.loads((root / "models" / "acceptance.json").read_text())
     assert acceptance["accepted"] is True, acceptance
     return acceptance
 
@@ -231,7 +231,7 @@ def test_registry_champion_challenger_promote_and_rollback(tmp_path: Path) -> No
     completed = run(["uv", "run", "--frozen", "dvc", "repro"], root, check=False)
     assert completed.returncode != 0
     assert "roc_auc on test is" in completed.stdout + completed.stderr
-    assert json.loads((root / "reports" / "acceptance.json").read_text())["registry"]["registered"] is False
+    assert json.loads((root / "models" / "acceptance.json").read_text())["registry"]["registered"] is False
     models = cli(root, "models")
     assert "v3" not in models
     assert "v1    champion" in models

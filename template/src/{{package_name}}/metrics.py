@@ -76,3 +76,15 @@ def _metrics(task: str, y_true: Any, predicted: Any, proba: np.ndarray | None, c
     else:
         scores["f1_macro"] = float(metrics.f1_score(y_true, predicted, average="macro", zero_division=0))
     return scores
+
+
+def predict_seconds(model: Any, features: pd.DataFrame, repeats: int) -> float:
+    """The fastest of `repeats` predictions of the whole frame: the least noisy estimate of what it costs."""
+    import time
+
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.predict(features)
+        timings.append(time.perf_counter() - started)
+    return min(timings)

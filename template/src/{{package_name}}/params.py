@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import StageError
 from .files import read_yaml
@@ -115,11 +115,41 @@ class TrainParams(Section):
     candidates: dict[str, SearchSpace] = Field(default_factory=_linear_only, min_length=1)
 
 
+class FeatureCostParams(Section):
+    """Leave-one-feature-out: refit the winner without each feature, on a time budget."""
+
+    budget_seconds: float = Field(120.0, gt=0)  # refits stop here; the features left are reported as not measured
+    timing_repeats: int = Field(3, ge=1)  # timed predictions of the test split per model; the fastest counts
+
+
 class EvaluateParams(Section):
     max_curve_points: int = Field(200, ge=10)
-    slice_by: str | None = None  # a categorical feature: metrics per category
+    # Features to slice the test split by: categories, or quantile bins of numbers. Empty: the
+    # first categorical feature. Features marked `sensitive` in schema.yaml are always sliced.
+    slice_by: list[str] = Field(default_factory=list)
+    slice_bins: int = Field(4, ge=2, le=20)
     importance_repeats: int = Field(5, ge=1)
     calibration_bins: int = Field(10, ge=2)
+    feature_cost: FeatureCostParams = FeatureCostParams()
+
+    @field_validator("slice_by", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        """`slice_by: plan` (one feature, as earlier versions wrote it) or a list; null is none."""
+        return [] if value is None else [value] if isinstance(value, str) else value
+
+
+class FeatureRules(Section):
+    keep: list[str] = Field(default_factory=list)  # features kept on purpose although not shown beneficial
+    max_time_share: float = Field(0.5, gt=0.0, le=1.0)  # the most of predict time one feature may cost
+
+
+class SliceRules(Section):
+    """Per metric: the worst slice's bound, and the widest gap between slices of one feature."""
+
+    minimum: dict[str, float] = Field(default_factory=dict)  # higher-is-better: at least; lower: at most
+    max_gap: dict[str, float] = Field(default_factory=dict)
+    max_gap_sensitive: dict[str, float] = Field(default_factory=dict)  # for features marked sensitive
 
 
 class AcceptParams(Section):
@@ -127,6 +157,9 @@ class AcceptParams(Section):
     thresholds: dict[str, float] = Field(default_factory=dict)
     margin_over_baseline: dict[str, float] = Field(default_factory=dict)
     champion_tolerance: float = Field(0.0, ge=0.0)  # how much worse than the champion still promotes
+    features: FeatureRules = FeatureRules()
+    slices: SliceRules = SliceRules()
+    max_slowdown: float = Field(3.0, ge=1.0)  # predict time on the same rows: challenger / champion
 
 
 class Thresholds(Section):

@@ -99,7 +99,27 @@ class Paths:
 
     @property
     def acceptance(self) -> Path:
-        return self.reports / "acceptance.json"
+        """The acceptance verdict, next to the model it judged (see verdict.py)."""
+        from .verdict import verdict_path
+
+        return verdict_path(self.model)
+
+    @property
+    def feature_cost(self) -> Path:
+        return self.reports / "feature_cost.json"
+
+    @property
+    def stability(self) -> Path:
+        return self.reports / "stability.json"
+
+    @property
+    def scorecard(self) -> Path:
+        """The ML Test Score table of the last `nox -s ml_test_score` (and the test evidence it read)."""
+        return self.reports / "ml_test_score.md"
+
+    @property
+    def scorecard_tests(self) -> Path:
+        return self.reports / "ml_test_score_tests.json"
 
     @property
     def monitoring_dir(self) -> Path:

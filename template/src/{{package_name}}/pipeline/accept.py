@@ -1,58 +1,110 @@
-"""Stage accept: the model acceptance test, then the registry.
+"""Stage accept: the model acceptance gate, then the registry.
 
-A model passes when it meets the minimum metrics of params.yaml and beats the baseline by
-the required margin. A passing model is registered as a new version with the alias
-`challenger`, and becomes `champion` when it is not worse than the current champion on the
-same data (within `accept.champion_tolerance`). A failing model never touches the registry.
+A model passes when it meets the minimum metrics of params.yaml, beats the baseline by the
+required margin, every feature earns its place (benefit and cost), every slice is good enough
+and no slice of a sensitive group falls behind, it answers correctly through the real service
+(the canary), and it is not much slower than the champion. Each rule names the ML Test Score
+item it is evidence for. The verdict goes next to the model (models/acceptance.json): serving
+refuses a model without an accepting verdict. A passing model is registered as a new version
+with the alias `challenger`, and becomes `champion` when it is not worse than the current
+champion on the same data (within `accept.champion_tolerance`). A failing model never touches
+the registry.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StageError
-from ..files import read_json, read_parquet, write_json
-from ..metrics import HIGHER_IS_BETTER, improvement, score
+from ..files import read_json, read_parquet
+from ..metrics import HIGHER_IS_BETTER, improvement, predict_seconds, score
 from ..schema import load_contract
-from ..tracking import lineage_tags, tracking_enabled
+from ..tracking import lineage_tags, start_run, tracking_enabled
+from ..verdict import write_verdict
 
 if TYPE_CHECKING:
-    from ..params import AcceptParams, Params
+    import pandas as pd
+
+    from ..params import AcceptParams, FeatureRules, Params, SliceRules
     from ..paths import Paths
+    from ..schema import Contract
+
+TIMING_REPEATS = 5  # timed predictions per model; the fastest counts
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The model serving now, as the challenger is judged against it."""
+
+    version: str
+    model: Any
+    age_days: float
 
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
-    report = read_json(paths.metrics)
-    checks = check_model(report, params.accept)
+    import mlflow.sklearn
+
+    contract = load_contract(paths.schema)
+    candidate = mlflow.sklearn.load_model(str(paths.model))
+    rows = contract.features_of(read_parquet(paths.split(params.accept.split)))
+    champion = current_champion(params, paths) if tracking_enabled() else None
+    checks = [
+        *check_model(read_json(paths.metrics), params.accept),
+        *check_features(
+            read_json(paths.plots_dir / "feature_importance.json"), read_json(paths.feature_cost), params.accept.features
+        ),
+        *check_slices(read_json(paths.slices), params.accept.slices),
+        canary(paths, params.task, contract, candidate, rows),
+        check_speed(candidate, champion, rows, params.accept.max_slowdown),
+    ]
     failed = [check for check in checks if not check["passed"]]
     result: dict[str, Any] = {"accepted": not failed, "split": params.accept.split, "checks": checks}
     if failed:
         result["registry"] = {"registered": False, "reason": "the model did not pass acceptance"}
-        write_json(paths.acceptance, result)
+        write_verdict(paths.model, result)
         raise StageError(
             f"the model is not accepted ({len(failed)} of {len(checks)} rules failed, see {paths.acceptance}):\n"
             + "\n".join(f"  - {check['message']}" for check in failed)
         )
+    metrics = read_json(paths.metrics)["model"][params.accept.split]
     if tracking_enabled():
-        result["registry"] = register_and_compare(params, paths, report["model"][params.accept.split])
+        result["registry"] = register_and_compare(params, paths, metrics, champion, rows)
     else:
         result["registry"] = {"registered": False, "reason": "tracking is off (MLFLOW_TRACKING=off)"}
-    write_json(paths.acceptance, result)
+    write_verdict(paths.model, result)
     return {"accepted": True, "rules": len(checks)} | {
         key: result["registry"].get(key) for key in ("version", "champion") if key in result["registry"]
     }
 
 
-def register_and_compare(params: Params, paths: Paths, metrics: dict[str, float]) -> dict[str, Any]:
+def current_champion(params: Params, paths: Paths) -> Champion | None:
+    """The registry's champion, loaded once: the challenger's score, speed and staleness are measured against it."""
+    from .. import registry
+
+    client = registry.client()
+    name = params.mlflow.registered_model
+    if not registry.exists(client, name) or registry.alias_version(client, name, registry.CHAMPION) is None:
+        return None
+    model, entry = registry.load_champion(name)
+    age_days = (time.time() - entry.creation_timestamp / 1000) / 86400
+    return Champion(str(entry.version), model, age_days)
+
+
+def register_and_compare(
+    params: Params, paths: Paths, metrics: dict[str, float], champion: Champion | None, rows: pd.DataFrame
+) -> dict[str, Any]:
     """Register the accepted model as challenger; promote it when it is not worse than the champion."""
     from .. import registry
 
     run_info = read_json(paths.run_info)
     name = params.mlflow.registered_model
-    metric = params.train.primary_metric
     client = registry.client()
-    champion_before = registry.alias_version(client, name, registry.CHAMPION) if registry.exists(client, name) else None
     tags = lineage_tags(paths.root) | {
         "family": run_info["family"],
         "run_id": run_info["run_id"],
@@ -60,46 +112,66 @@ def register_and_compare(params: Params, paths: Paths, metrics: dict[str, float]
         "params": json.dumps(params.train.model_dump(), sort_keys=True, default=str)[:4900],
     }
     version = registry.register(client, name, run_info["model_uri"], tags)
-    comparison = compare_with_champion(params, paths, name, champion_before, metrics[metric])
+    comparison = compare_with_champion(params, paths, champion, metrics[params.train.primary_metric])
     if comparison["promoted"]:
         registry.set_champion(client, name, version)
+    if champion is not None and run_info.get("run_id"):
+        log_staleness(run_info, comparison)
     return {
         "registered": True,
         "model": name,
         "version": version,
-        "champion_before": champion_before,
-        "champion": version if comparison["promoted"] else champion_before,
+        "champion_before": champion.version if champion else None,
+        "champion": version if comparison["promoted"] else (champion.version if champion else None),
         "comparison": comparison,
     }
 
 
 def compare_with_champion(
-    params: Params, paths: Paths, name: str, champion: str | None, challenger_score: float
+    params: Params, paths: Paths, champion: Champion | None, challenger_score: float
 ) -> dict[str, Any]:
-    """Score the current champion on the same split as the challenger, within a tolerance."""
+    """Score the current champion on the same split as the challenger, within a tolerance.
+
+    The champion's age and its score on the new data, next to the challenger's, are what a
+    retrain learns about staleness: how much a model of that age has lost.
+    """
     metric = params.train.primary_metric
     tolerance = params.accept.champion_tolerance
     if champion is None:
         return {"metric": metric, "challenger": challenger_score, "promoted": True, "reason": "first accepted model"}
-    from ..registry import load_champion
-
     contract = load_contract(paths.schema)
-    champion_model, _ = load_champion(name)
     frame = read_parquet(paths.split(params.accept.split))
-    champion_score = score(champion_model, params.task, *contract.split_xy(frame))[metric]
+    champion_score = score(champion.model, params.task, *contract.split_xy(frame))[metric]
     gain = improvement(metric, challenger_score, champion_score)
     promoted = gain >= -tolerance
     return {
         "metric": metric,
         "challenger": challenger_score,
         "champion": champion_score,
+        "champion_version": champion.version,
+        "champion_age_days": round(champion.age_days, 4),
         "tolerance": tolerance,
         "promoted": promoted,
         "reason": (
-            f"challenger {metric} {challenger_score:.4f} vs champion v{champion} {champion_score:.4f}"
-            f" (difference {gain:+.4f}, tolerance {tolerance})"
+            f"challenger {metric} {challenger_score:.4f} vs champion v{champion.version} {champion_score:.4f}"
+            f" (difference {gain:+.4f}, tolerance {tolerance}); the champion is {champion.age_days:.1f} days old"
         ),
     }
+
+
+def log_staleness(run_info: dict[str, Any], comparison: dict[str, Any]) -> None:
+    """On the challenger's training run: the champion's age and both scores on the same new data."""
+    import mlflow
+
+    metric = comparison["metric"]
+    with start_run(run_info["experiment"], run_id=run_info["run_id"], run_name="accept"):
+        mlflow.log_metrics(
+            {
+                "champion_age_days": comparison["champion_age_days"],
+                f"champion_{metric}": comparison["champion"],
+                f"challenger_{metric}": comparison["challenger"],
+            }
+        )
 
 
 def check_model(report: dict[str, Any], accept: AcceptParams) -> list[dict[str, Any]]:
@@ -114,6 +186,7 @@ def check_model(report: dict[str, Any], accept: AcceptParams) -> list[dict[str, 
         bound = "at least" if higher else "at most"
         checks.append(
             {
+                "item": "I4",
                 "rule": "threshold",
                 "metric": metric,
                 "value": value,
@@ -128,6 +201,7 @@ def check_model(report: dict[str, Any], accept: AcceptParams) -> list[dict[str, 
         gain = improvement(metric, value, reference)
         checks.append(
             {
+                "item": "M5",
                 "rule": "margin_over_baseline",
                 "metric": metric,
                 "value": value,
@@ -147,3 +221,176 @@ def _metric(values: dict[str, float], metric: str) -> float:
             f"accept names metric {metric!r}, which evaluate does not report; it has: {', '.join(values)}."
         )
     return float(values[metric])
+
+
+def check_features(importance: list[dict[str, Any]], cost: dict[str, Any], rules: FeatureRules) -> list[dict[str, Any]]:
+    """Every feature is beneficial (permutation importance above its spread) and none costs too much."""
+    kept = set(rules.keep)
+    useless = [row for row in importance if row["importance"] <= row["std"] and row["feature"] not in kept]
+    measured = {name: entry for name, entry in cost["features"].items() if entry["measured"]}
+    costly = {name: entry for name, entry in measured.items() if entry["time_share"] > rules.max_time_share}
+    unmeasured = sorted(set(cost["features"]) - set(measured))
+    return [
+        {
+            "item": "D2",
+            "rule": "feature_benefit",
+            "passed": not useless,
+            "features": [row["feature"] for row in useless],
+            "message": (
+                "not beneficial (permutation importance not above its spread; list kept ones in"
+                " accept.features.keep): "
+                + ", ".join(f"{row['feature']} {row['importance']:.4g} ± {row['std']:.2g}" for row in useless)
+                if useless
+                else f"all {len(importance)} features beneficial (kept on purpose: {', '.join(sorted(kept)) or 'none'})"
+            ),
+        },
+        {
+            "item": "D3",
+            "rule": "feature_cost",
+            "passed": not costly,
+            "features": sorted(costly),
+            "message": (
+                f"features costing more than {rules.max_time_share:.0%} of predict time: "
+                + ", ".join(f"{name} {entry['time_share']:.0%} for a gain of {entry['gain']:.4g}" for name, entry in costly.items())
+                if costly
+                else f"no feature costs more than {rules.max_time_share:.0%} of predict time ({len(measured)} measured"
+                + (f"; over the time budget, not measured: {', '.join(unmeasured)})" if unmeasured else ")")
+            ),
+        },
+    ]
+
+
+def check_slices(report: dict[str, Any], rules: SliceRules) -> list[dict[str, Any]]:
+    """The worst slice of every slicing feature meets the minimum; the gap between slices stays small.
+
+    Gaps on features marked sensitive answer to their own bound (inclusion).
+    """
+    sensitive = set(report.get("sensitive", []))
+    checks = []
+    for metric, bound in rules.minimum.items():
+        worst = [
+            (name, label, value)
+            for name, slices in report["slices"].items()
+            for label, value in _slice_values(slices, metric).items()
+            if improvement(metric, value, bound) < 0
+        ]
+        checks.append(
+            {
+                "item": "M6",
+                "rule": "slice_minimum",
+                "metric": metric,
+                "required": bound,
+                "passed": not worst,
+                "message": (
+                    f"slices below the {metric} bound {bound}: "
+                    + ", ".join(f"{name}={label} {value:.4f}" for name, label, value in worst)
+                    if worst
+                    else f"every slice of {', '.join(report['slices'])} meets {metric} {bound}"
+                ),
+            }
+        )
+    for item, gaps, names in (
+        ("M6", rules.max_gap, [name for name in report["slices"] if name not in sensitive]),
+        ("M7", rules.max_gap_sensitive, [name for name in report["slices"] if name in sensitive]),
+    ):
+        for metric, allowed in gaps.items():
+            for name in names:
+                values = _slice_values(report["slices"][name], metric)
+                gap = max(values.values()) - min(values.values()) if len(values) > 1 else 0.0
+                checks.append(
+                    {
+                        "item": item,
+                        "rule": "slice_gap",
+                        "feature": name,
+                        "metric": metric,
+                        "value": gap,
+                        "required": allowed,
+                        "passed": gap <= allowed,
+                        "message": f"{metric} gap between slices of {name}{' (sensitive)' if item == 'M7' else ''}"
+                        f" is {gap:.4f}; allowed {allowed}",
+                    }
+                )
+    return checks
+
+
+def _slice_values(slices: dict[str, Any], metric: str) -> dict[str, float]:
+    """The metric per slice, for slices large enough to have it."""
+    return {label: float(entry[metric]) for label, entry in slices.items() if metric in entry}
+
+
+def canary(paths: Paths, task: str, contract: Contract, model: Any, rows: pd.DataFrame) -> dict[str, Any]:
+    """The candidate answers through the real service, in process: every row 200, finite and equal to the model's.
+
+    Rows: the accept split and the contract's extreme examples. The service's own path (request
+    model, direct inference, JSON) is what is tested, so a skew between it and the artifact shows here.
+    """
+    import numpy as np
+    import pandas as pd
+    from fastapi.testclient import TestClient
+
+    from ..serving.app import create_app
+    from ..serving.config import ServingConfig
+
+    frame = pd.concat([rows, contract.examples()], ignore_index=True)
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    expected = model.predict(frame) if task == "regression" else model.predict_proba(frame)
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        config = ServingConfig(
+            paths=paths, model_source="local", prediction_log_url=f"sqlite:///{Path(scratch) / 'canary.db'}",
+            require_acceptance=False,
+        )
+        with TestClient(create_app(config)) as client:
+            for start in range(0, len(records), config.max_records):
+                batch = records[start : start + config.max_records]
+                response = client.post("/predict", json=batch)
+                if response.status_code != 200:
+                    problems.append(f"rows {start}-{start + len(batch) - 1}: HTTP {response.status_code}")
+                    continue
+                for offset, answer in enumerate(response.json()["predictions"]):
+                    problem = _disagreement(answer, expected[start + offset], model)
+                    if problem:
+                        problems.append(f"row {start + offset}: {problem}")
+    return {
+        "item": "I6",
+        "rule": "canary",
+        "rows": len(records),
+        "passed": not problems,
+        "failures": problems[:10],
+        "message": f"the service answered {len(records)} rows like the model"
+        if not problems
+        else f"the service failed the canary on {len(problems)} of {len(records)} rows: {'; '.join(problems[:3])}",
+    }
+
+
+def _disagreement(answer: dict[str, Any], expected: Any, model: Any) -> str | None:
+    """Why the service's answer differs from the model's output, or None."""
+    import numpy as np
+
+    if "probabilities" not in answer or answer["probabilities"] is None:
+        value = answer["prediction"]
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return f"non-finite prediction {value!r}"
+        return None if math.isclose(value, float(expected), rel_tol=1e-9, abs_tol=1e-9) else f"{value} != {expected}"
+    served = np.array([answer["probabilities"][str(label)] for label in model.classes_], dtype=float)
+    if not np.isfinite(served).all():
+        return "non-finite probabilities"
+    return None if np.allclose(served, expected, rtol=1e-9, atol=1e-9) else f"probabilities {served} != {expected}"
+
+
+def check_speed(model: Any, champion: Champion | None, rows: pd.DataFrame, max_slowdown: float) -> dict[str, Any]:
+    """Computing performance: predicting the same rows may take at most `max_slowdown` times the champion's time."""
+    seconds = predict_seconds(model, rows, TIMING_REPEATS)
+    check: dict[str, Any] = {"item": "Mo6", "rule": "speed", "rows": len(rows), "seconds": round(seconds, 6)}
+    if champion is None:
+        return check | {"passed": True, "message": f"predicts {len(rows)} rows in {seconds * 1000:.1f} ms (no champion to compare with)"}
+    reference = predict_seconds(champion.model, rows, TIMING_REPEATS)
+    ratio = seconds / reference
+    return check | {
+        "champion_seconds": round(reference, 6),
+        "value": round(ratio, 3),
+        "required": max_slowdown,
+        "passed": ratio <= max_slowdown,
+        "message": f"predicts {len(rows)} rows in {seconds * 1000:.1f} ms, {ratio:.2f}x the champion"
+        f" v{champion.version} ({reference * 1000:.1f} ms); allowed {max_slowdown}x",
+    }

@@ -1,22 +1,28 @@
 """Stage evaluate: how good the model is, and where.
 
-Writes the task's metrics on validation and test for the model and a trivial baseline
-(reports/metrics.json), metrics per slice of a categorical feature (reports/slices.json),
-and plots as DVC plot data plus PNG: ROC and precision-recall or predicted-vs-actual,
-confusion matrix, calibration or residuals, permutation feature importance. All of it is
-also logged to the training run in MLflow.
+First the model must give finite outputs on the test split and on the contract's extreme
+rows (reports/stability.json; the stage fails otherwise). Then it writes the task's metrics on
+validation and test for the model and a trivial baseline (reports/metrics.json), metrics per
+slice of the chosen and the sensitive features (reports/slices.json), what each feature costs
+and gains, by refitting the winner without it (reports/feature_cost.json), and plots as DVC
+plot data plus PNG: ROC and precision-recall or predicted-vs-actual, confusion matrix,
+calibration or residuals, permutation feature importance. All of it is also logged to the
+training run in MLflow. `accept` judges these reports.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StageError
 from ..files import read_json, read_parquet, write_json
-from ..metrics import HIGHER_IS_BETTER, is_classification, score
+from ..metrics import HIGHER_IS_BETTER, improvement, is_classification, predict_seconds, score
 from ..plots import pyplot, save
-from ..schema import load_contract
+from ..schema import NumericColumn, load_contract
 from ..tracking import start_run, tracking_enabled
+from ..tuning import TuningData, fit_model
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,8 +43,10 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
 
     contract = load_contract(paths.schema)
     model = mlflow.sklearn.load_model(str(paths.model))
-    baseline = fit_baseline(params.task, contract, read_parquet(paths.split("train")))
+    train = read_parquet(paths.split("train"))
+    baseline = fit_baseline(params.task, contract, train)
     splits = {name: read_parquet(paths.split(name)) for name in EVALUATED_SPLITS}
+    require_stable(model, params.task, contract, splits["test"], paths)
 
     report: dict[str, Any] = {"model": {}, "baseline": {}}
     for name, frame in splits.items():
@@ -47,7 +55,10 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         report["baseline"][name] = score(baseline, params.task, features, target)
     write_json(paths.metrics, report)
     test = splits["test"]
-    write_json(paths.slices, slice_metrics(model, params.task, contract, test, params.evaluate.slice_by))
+    write_json(paths.slices, slice_metrics(model, params.task, contract, test, params.evaluate))
+    winner = read_json(paths.leaderboard)["winner"]
+    data = TuningData(contract, train, splits["validation"], params.task, params.train.primary_metric)
+    write_json(paths.feature_cost, feature_cost(model, data, winner, test, params))
 
     features, target = contract.split_xy(test)
     out = paths.plots_dir
@@ -69,8 +80,8 @@ def log_to_mlflow(run_info: dict[str, Any], report: dict[str, Any], paths: Paths
             for split_name, values in results.items():
                 prefix = split_name if owner == "model" else f"baseline_{split_name}"
                 mlflow.log_metrics({f"{prefix}_{key}": value for key, value in values.items()})
-        mlflow.log_artifact(str(paths.metrics))
-        mlflow.log_artifact(str(paths.slices))
+        for report in (paths.metrics, paths.slices, paths.feature_cost, paths.stability):
+            mlflow.log_artifact(str(report))
         for path in sorted(paths.plots_dir.iterdir()):
             mlflow.log_artifact(str(path), artifact_path="plots")
 
@@ -84,32 +95,107 @@ def fit_baseline(task: str, contract: Contract, train: pd.DataFrame) -> Any:
     return baseline.fit(features, target)
 
 
-def slice_metrics(
-    model: Any, task: str, contract: Contract, frame: pd.DataFrame, slice_by: str | None
-) -> dict[str, Any]:
-    """Metrics per category of one categorical feature (the first one unless params name it)."""
-    column = slice_by or next(iter(contract.categorical_features), None)
-    if column is None:
-        return {"by": None, "slices": {}}
-    if column not in contract.categorical_features:
+def require_stable(model: Any, task: str, contract: Contract, test: pd.DataFrame, paths: Paths) -> None:
+    """Numerical stability: finite outputs on every test row and on the contract's extreme rows."""
+    check = finite_outputs(model, task, contract, test)
+    write_json(paths.stability, {"checks": [check]})
+    if not check["passed"]:
+        raise StageError(f"{check['message']} (see {paths.stability}).")
+
+
+def finite_outputs(model: Any, task: str, contract: Contract, test: pd.DataFrame) -> dict[str, Any]:
+    import numpy as np
+    import pandas as pd
+
+    rows = pd.concat([contract.features_of(test), contract.examples()], ignore_index=True)
+    outputs = np.asarray(model.predict(rows) if task == "regression" else model.predict_proba(rows), dtype=float)
+    bad = ~np.isfinite(outputs.reshape(len(rows), -1)).all(axis=1)
+    count = int(bad.sum())
+    return {
+        "item": "Mo5",
+        "rule": "finite_outputs",
+        "rows": len(rows),
+        "non_finite": count,
+        "passed": count == 0,
+        "message": f"the model gives {count} non-finite outputs on {len(rows)} test and extreme rows"
+        if count
+        else f"finite outputs on {len(rows)} test and extreme rows",
+    }
+
+
+def slice_columns(contract: Contract, params: EvaluateParams) -> list[str]:
+    """The features to slice by: those params name (else the first categorical one), then the sensitive ones."""
+    chosen = params.slice_by or contract.categorical_features[:1]
+    unknown = [name for name in chosen if name not in contract.feature_names]
+    if unknown:
         raise StageError(
-            f"evaluate.slice_by {column!r} is not a categorical feature; choose one of:"
-            f" {', '.join(contract.categorical_features) or '(none)'}."
+            f"evaluate.slice_by names {', '.join(unknown)}, not features of schema.yaml;"
+            f" choose from: {', '.join(contract.feature_names)}."
         )
-    slices: dict[str, Any] = {}
-    groups = frame[column].astype(object).fillna("(missing)")
-    for category in sorted(groups.unique(), key=str):
-        part = frame[groups == category]
-        entry: dict[str, Any] = {"rows": len(part)}
-        if len(part) >= MIN_SLICE_ROWS:
-            try:
-                entry |= score(model, task, *contract.split_xy(part))
-            except ValueError:  # e.g. one class only in this slice: ROC AUC is undefined
-                entry["note"] = "metrics undefined on this slice"
-        else:
-            entry["note"] = f"fewer than {MIN_SLICE_ROWS} rows"
-        slices[str(category)] = entry
-    return {"by": column, "slices": slices}
+    return list(dict.fromkeys([*chosen, *contract.sensitive_features]))
+
+
+def slice_labels(column: Any, values: pd.Series, bins: int) -> pd.Series:
+    """Each row's slice: its category, or its quantile bin for a number; missing values are a slice of their own."""
+    import pandas as pd
+
+    if isinstance(column, NumericColumn):
+        labels = pd.qcut(values, q=bins, duplicates="drop").astype(str)
+        return labels.where(values.notna(), "(missing)")
+    return values.astype(object).where(values.notna(), "(missing)").astype(str)
+
+
+def slice_metrics(model: Any, task: str, contract: Contract, frame: pd.DataFrame, params: EvaluateParams) -> dict:
+    """Metrics per slice of each slicing feature; slices too small or one-class get a note instead."""
+    columns = {column.name: column for column in contract.features}
+    by = slice_columns(contract, params)
+    report: dict[str, Any] = {"by": by, "sensitive": contract.sensitive_features, "slices": {}}
+    for name in by:
+        groups = slice_labels(columns[name], frame[name], params.slice_bins)
+        slices: dict[str, Any] = {}
+        for label in sorted(groups.unique()):
+            part = frame[groups == label]
+            entry: dict[str, Any] = {"rows": len(part)}
+            if len(part) >= MIN_SLICE_ROWS:
+                try:
+                    entry |= score(model, task, *contract.split_xy(part))
+                except ValueError:  # e.g. one class only in this slice: ROC AUC is undefined
+                    entry["note"] = "metrics undefined on this slice"
+            else:
+                entry["note"] = f"fewer than {MIN_SLICE_ROWS} rows"
+            slices[label] = entry
+        report["slices"][name] = slices
+    return report
+
+
+def feature_cost(
+    model: Any, data: TuningData, winner: dict[str, Any], test: pd.DataFrame, params: Params
+) -> dict[str, Any]:
+    """Leave one feature out: refit the winner without it, and compare score and predict time on test.
+
+    `gain` is how much the feature improves the primary metric; `time_share` how much of the
+    model's predict time goes away without it. Refits stop at the budget; the rest are not measured.
+    """
+    metric, settings = data.metric, params.evaluate.feature_cost
+    full_score = score(model, data.task, *data.contract.split_xy(test))[metric]
+    full_seconds = predict_seconds(model, data.contract.features_of(test), settings.timing_repeats)
+    deadline = time.monotonic() + settings.budget_seconds
+    features: dict[str, Any] = {}
+    for column in data.contract.features:
+        if time.monotonic() > deadline or len(data.contract.features) == 1:
+            features[column.name] = {"measured": False}
+            continue
+        reduced = replace(data.contract, features=tuple(c for c in data.contract.features if c is not column))
+        refit = fit_model(
+            replace(data, contract=reduced), winner["family"], winner["best_params"], params.train.seed, data.train
+        )
+        seconds = predict_seconds(refit, reduced.features_of(test), settings.timing_repeats)
+        features[column.name] = {
+            "measured": True,
+            "gain": round(improvement(metric, full_score, score(refit, data.task, *reduced.split_xy(test))[metric]), 6),
+            "time_share": round(max(0.0, 1.0 - seconds / full_seconds), 4),
+        }
+    return {"metric": metric, "family": winner["family"], "predict_seconds": round(full_seconds, 6), "features": features}
 
 
 def write_importance(model: Any, params: Params, features: pd.DataFrame, target: pd.Series, out: Path) -> Path:

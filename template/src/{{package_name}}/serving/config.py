@@ -26,6 +26,7 @@ class ServingConfig:
     max_body_bytes: int = 1_000_000
     prediction_log_url: str = f"sqlite:///{Paths().prediction_log}"
     reload_token: str | None = field(default=None, repr=False)
+    require_acceptance: bool = True  # a local model must carry an accepting verdict; off only for accept's canary
 
     @property
     def model_path(self) -> Path:

@@ -10,6 +10,7 @@ from ..errors import StageError
 from ..files import plain
 from ..metrics import is_classification
 from ..tracking import store_exists, tracking_uri
+from ..verdict import require_accepted
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -67,7 +68,7 @@ def load_model(config: ServingConfig, task: str, registered_model: str) -> Loade
         except Exception as error:  # any registry failure means: fall back, or report it
             if config.model_source == "registry":
                 raise StageError(f"cannot load the champion of {registered_model!r}: {error}") from None
-    return from_local(task, config.model_path, config.paths)
+    return from_local(task, config.model_path, config.paths, config.require_acceptance)
 
 
 def from_registry(task: str, name: str, paths: Paths) -> LoadedModel:
@@ -81,13 +82,18 @@ def from_registry(task: str, name: str, paths: Paths) -> LoadedModel:
     return LoadedModel(model, task, name, str(version.version), "registry", metrics, registered)
 
 
-def from_local(task: str, model_dir: Path, paths: Paths) -> LoadedModel:
-    """The pipeline's own artifact (models/model, written by `train`), loaded without MLflow."""
+def from_local(task: str, model_dir: Path, paths: Paths, require_acceptance: bool = True) -> LoadedModel:
+    """The pipeline's own artifact (models/model, written by `train`), loaded without MLflow.
+
+    Only an accepted model is loaded: `accept`'s verdict next to it must name this very artifact.
+    """
     import cloudpickle
 
     artifact = model_dir / paths.model_file.name
     if not artifact.exists():
         raise StageError(f"no model at {artifact}: run `dvc repro` (or point SERVE_MODEL_PATH at a model).")
+    if require_acceptance:
+        require_accepted(model_dir)
     with artifact.open("rb") as handle:
         model = cloudpickle.load(handle)
     run_id = json.loads(paths.run_info.read_text()).get("run_id") if paths.run_info.exists() else None
