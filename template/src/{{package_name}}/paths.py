@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+MODEL_ARTIFACT = "model.pkl"  # the pickled Pipeline inside an MLflow model folder
+VERDICT = "acceptance.json"  # accept's verdict, next to the model folder it judged (see verdict.py)
+
 
 @dataclass(frozen=True)
 class Paths:
@@ -58,7 +61,7 @@ class Paths:
     @property
     def model_file(self) -> Path:
         """The pickled Pipeline inside the MLflow model folder (what `serve` loads without MLflow)."""
-        return self.model / "model.pkl"
+        return self.model / MODEL_ARTIFACT
 
     @property
     def model_profile(self) -> Path:
@@ -100,9 +103,7 @@ class Paths:
     @property
     def acceptance(self) -> Path:
         """The acceptance verdict, next to the model it judged (see verdict.py)."""
-        from .verdict import verdict_path
-
-        return verdict_path(self.model)
+        return self.model.parent / VERDICT
 
     @property
     def feature_cost(self) -> Path:

@@ -13,12 +13,10 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from .errors import StageError
+from .paths import MODEL_ARTIFACT, VERDICT
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-ARTIFACT = "model.pkl"  # the pickled Pipeline inside an MLflow model folder
-VERDICT = "acceptance.json"
 
 
 def verdict_path(model_dir: Path) -> Path:
@@ -28,7 +26,7 @@ def verdict_path(model_dir: Path) -> Path:
 def model_digest(model_dir: Path) -> str:
     """SHA-256 of the artifact: the verdict's link to the exact model it judged."""
     digest = hashlib.sha256()
-    with (model_dir / ARTIFACT).open("rb") as handle:
+    with (model_dir / MODEL_ARTIFACT).open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -57,7 +57,9 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     checks = [
         *check_model(read_json(paths.metrics), params.accept),
         *check_features(
-            read_json(paths.plots_dir / "feature_importance.json"), read_json(paths.feature_cost), params.accept.features
+            read_json(paths.plots_dir / "feature_importance.json"),
+            read_json(paths.feature_cost),
+            params.accept.features,
         ),
         *check_slices(read_json(paths.slices), params.accept.slices),
         canary(paths, params.task, contract, candidate, rows),
@@ -251,7 +253,10 @@ def check_features(importance: list[dict[str, Any]], cost: dict[str, Any], rules
             "features": sorted(costly),
             "message": (
                 f"features costing more than {rules.max_time_share:.0%} of predict time: "
-                + ", ".join(f"{name} {entry['time_share']:.0%} for a gain of {entry['gain']:.4g}" for name, entry in costly.items())
+                + ", ".join(
+                    f"{name} {entry['time_share']:.0%} for a gain of {entry['gain']:.4g}"
+                    for name, entry in costly.items()
+                )
                 if costly
                 else f"no feature costs more than {rules.max_time_share:.0%} of predict time ({len(measured)} measured"
                 + (f"; over the time budget, not measured: {', '.join(unmeasured)})" if unmeasured else ")")
@@ -324,7 +329,6 @@ def canary(paths: Paths, task: str, contract: Contract, model: Any, rows: pd.Dat
     Rows: the accept split and the contract's extreme examples. The service's own path (request
     model, direct inference, JSON) is what is tested, so a skew between it and the artifact shows here.
     """
-    import numpy as np
     import pandas as pd
     from fastapi.testclient import TestClient
 
@@ -337,7 +341,9 @@ def canary(paths: Paths, task: str, contract: Contract, model: Any, rows: pd.Dat
     problems: list[str] = []
     with tempfile.TemporaryDirectory() as scratch:
         config = ServingConfig(
-            paths=paths, model_source="local", prediction_log_url=f"sqlite:///{Path(scratch) / 'canary.db'}",
+            paths=paths,
+            model_source="local",
+            prediction_log_url=f"sqlite:///{Path(scratch) / 'canary.db'}",
             require_acceptance=False,
         )
         with TestClient(create_app(config)) as client:
@@ -383,7 +389,10 @@ def check_speed(model: Any, champion: Champion | None, rows: pd.DataFrame, max_s
     seconds = predict_seconds(model, rows, TIMING_REPEATS)
     check: dict[str, Any] = {"item": "Mo6", "rule": "speed", "rows": len(rows), "seconds": round(seconds, 6)}
     if champion is None:
-        return check | {"passed": True, "message": f"predicts {len(rows)} rows in {seconds * 1000:.1f} ms (no champion to compare with)"}
+        return check | {
+            "passed": True,
+            "message": f"predicts {len(rows)} rows in {seconds * 1000:.1f} ms (no champion to compare with)",
+        }
     reference = predict_seconds(champion.model, rows, TIMING_REPEATS)
     ratio = seconds / reference
     return check | {

@@ -80,8 +80,8 @@ def log_to_mlflow(run_info: dict[str, Any], report: dict[str, Any], paths: Paths
             for split_name, values in results.items():
                 prefix = split_name if owner == "model" else f"baseline_{split_name}"
                 mlflow.log_metrics({f"{prefix}_{key}": value for key, value in values.items()})
-        for report in (paths.metrics, paths.slices, paths.feature_cost, paths.stability):
-            mlflow.log_artifact(str(report))
+        for path in (paths.metrics, paths.slices, paths.feature_cost, paths.stability):
+            mlflow.log_artifact(str(path))
         for path in sorted(paths.plots_dir.iterdir()):
             mlflow.log_artifact(str(path), artifact_path="plots")
 
@@ -195,7 +195,12 @@ def feature_cost(
             "gain": round(improvement(metric, full_score, score(refit, data.task, *reduced.split_xy(test))[metric]), 6),
             "time_share": round(max(0.0, 1.0 - seconds / full_seconds), 4),
         }
-    return {"metric": metric, "family": winner["family"], "predict_seconds": round(full_seconds, 6), "features": features}
+    return {
+        "metric": metric,
+        "family": winner["family"],
+        "predict_seconds": round(full_seconds, 6),
+        "features": features,
+    }
 
 
 def write_importance(model: Any, params: Params, features: pd.DataFrame, target: pd.Series, out: Path) -> Path:
