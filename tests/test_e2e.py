@@ -177,7 +177,8 @@ def check_a_params_change_reruns_only_downstream_stages(root: Path) -> None:
     accepted(root)
 
 
-def edit_params(root: Path, change: dict) -> None:
+def edit_params(root: Path, change: dict, commit: bool = True) -> None:
+    """Change params.yaml and commit it, as a reviewed change (uncommitted ones never make a champion)."""
     params_file = root / "params.yaml"
     params = yaml.safe_load(params_file.read_text())
     for dotted, value in change.items():
@@ -187,6 +188,8 @@ def edit_params(root: Path, change: dict) -> None:
             section = section[parent]
         section[key] = value
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    if commit and (root / ".git").exists():
+        run(["git", "commit", "-q", "--allow-empty", "-m", "params", "--", "params.yaml"], root)
 
 
 def trained_project(dest: Path, trials: int = 2, **answers: str) -> Path:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "champion_history"
+UNREVIEWED_TAG = "unreviewed"  # on a version trained from uncommitted changes (see tracking.lineage_tags)
 
 
 def register(registry: MlflowClient, name: str, model_uri: str, tags: dict[str, str]) -> str:
@@ -73,15 +74,25 @@ def set_champion(registry: MlflowClient, name: str, version: str) -> None:
         registry.set_registered_model_tag(name, HISTORY_TAG, json.dumps([*past, version]))
 
 
-def promote(name: str, version: str) -> str | None:
-    """Make `version` the champion by hand; returns the previous champion."""
+def promote(name: str, version: str, force_reason: str | None = None) -> str | None:
+    """Make `version` the champion by hand; returns the previous champion.
+
+    A version trained from uncommitted changes needs a reason (`--force REASON`), kept on the version.
+    """
     from mlflow.exceptions import MlflowException
 
     registry = client()
     try:
-        registry.get_model_version(name, version)
+        entry = registry.get_model_version(name, version)
     except MlflowException:
         raise StageError(f"model {name!r} has no version {version}; see `models`.") from None
+    if entry.tags.get(UNREVIEWED_TAG) == "true":
+        if not force_reason:
+            raise StageError(
+                f"version {version} of {name!r} was trained from uncommitted changes, which nobody reviewed;"
+                " commit them and retrain, or promote it with --force REASON."
+            )
+        registry.set_model_version_tag(name, version, "forced_reason", force_reason)
     previous = alias_version(registry, name, CHAMPION)
     set_champion(registry, name, version)
     return previous

@@ -76,6 +76,7 @@ def lineage_tags(root: Path = Path()) -> dict[str, str]:
 
     return {
         "git_commit": _git_commit(root),
+        "git_dirty": _git_dirty(root),
         "data_version": prepared_data_hash(root),
         "python_version": platform.python_version(),
         "sklearn_version": sklearn.__version__,
@@ -90,6 +91,27 @@ def _git_commit(root: Path) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return completed.stdout.strip()
+
+
+# What specifies a model: code, parameters, contract, pipeline and environment. Changes to
+# them that are not committed (as in everyday `dvc exp run`) have not been reviewed.
+MODEL_SPEC = ("src", "params.yaml", "schema.yaml", "dvc.yaml", "pyproject.toml", "uv.lock")
+
+
+def _git_dirty(root: Path) -> str:
+    """'true' when the model's specification differs from the commit, 'false' when not, 'unknown' outside git."""
+    try:
+        completed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *MODEL_SPEC],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return "true" if completed.stdout.strip() else "false"
 
 
 def prepared_data_hash(root: Path = Path()) -> str:

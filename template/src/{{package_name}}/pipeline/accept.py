@@ -113,8 +113,17 @@ def register_and_compare(
         "metrics": json.dumps(metrics, sort_keys=True),
         "params": json.dumps(params.train.model_dump(), sort_keys=True, default=str)[:4900],
     }
+    unreviewed = tags["git_dirty"] == "true"
+    if unreviewed:
+        tags[registry.UNREVIEWED_TAG] = "true"
     version = registry.register(client, name, run_info["model_uri"], tags)
     comparison = compare_with_champion(params, paths, champion, metrics[params.train.primary_metric])
+    if unreviewed and comparison["promoted"]:
+        comparison |= {
+            "promoted": False,
+            "reason": "trained from uncommitted changes (not reviewed): registered as challenger only;"
+            f" commit them and retrain, or `promote {version} --force REASON`. " + comparison["reason"],
+        }
     if comparison["promoted"]:
         registry.set_champion(client, name, version)
     if champion is not None and run_info.get("run_id"):
