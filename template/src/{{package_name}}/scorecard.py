@@ -147,7 +147,10 @@ def summarise(found: list[Evidence]) -> str:
     parts = []
     if tests:
         failed = [piece.source for piece in tests if not piece.passed]
-        parts.append(f"{len(tests) - len(failed)}/{len(tests)} tests passed" + (f" (failed: {', '.join(failed)})" if failed else ""))
+        parts.append(
+            f"{len(tests) - len(failed)}/{len(tests)} tests passed"
+            + (f" (failed: {', '.join(failed)})" if failed else "")
+        )
     for source in dict.fromkeys(piece.source for piece in checks):
         outcomes = [piece.passed for piece in checks if piece.source == source]
         parts.append(f"{source} {'passed' if all(outcomes) else 'FAILED'}")
@@ -173,7 +176,14 @@ def run_marked_tests(paths: Paths, pytest_args: list[str]) -> list[dict[str, Any
     import sys
 
     paths.scorecard_tests.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "pytest", "-m", "ml_test_score", f"--ml-test-score-results={paths.scorecard_tests}"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "ml_test_score",
+        f"--ml-test-score-results={paths.scorecard_tests}",
+    ]
     subprocess.run([*command, *pytest_args], cwd=paths.root, check=False)
     if not paths.scorecard_tests.exists():
         from .errors import StageError
