@@ -298,6 +298,17 @@ def test_every_task_with_every_model_library(tmp_path: Path, task: str, library:
     run(["uv", "run", "--frozen", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_model_quality.py"], root)
     if task == "regression" and library != "sklearn":  # the source differs only by model library: mypy each once
         run(["uv", "run", "--frozen", "nox", "-s", "typecheck"], root)
+    if library == "sklearn":  # the scorecard does not depend on the library: once per task
+        check_all_28_ml_test_score_items_are_automated(root)
+
+
+def check_all_28_ml_test_score_items_are_automated(root: Path) -> None:
+    output = run(["uv", "run", "--frozen", "nox", "-s", "ml_test_score"], root).stdout
+    statuses = dict(re.findall(r"^\| (\w+) \| [^|]+ \| (\w+) \|", output, re.M))
+    assert len(statuses) == 28, output
+    assert set(statuses.values()) == {"automated"}, output
+    assert "**ML Test Score: 7 of 7**" in output
+    assert (root / "reports" / "ml_test_score.md").read_text() in output
 
 
 def synthetic_rows(count: int, seed: int) -> list[dict[str, object]]:
@@ -598,3 +609,88 @@ def check_reports_open_cleanly_in_a_browser(root: Path, monitoring_report: Path,
     assert eda.console_errors == []
     assert eda.images >= 4
     assert eda.broken_images == []
+
+
+def scorecard_statuses(root: Path, *options: str) -> tuple[dict[str, str], str]:
+    """Each ML Test Score item's status in the project's scorecard, and the scorecard's output."""
+    completed = run(["uv", "run", "--frozen", "churn_model", "scorecard", *options], root, check=False)
+    assert "Traceback" not in completed.stderr, completed.stderr
+    return dict(re.findall(r"^\| (\w+) \| [^|]+ \| (\w+) \|", completed.stdout, re.M)), completed.stdout
+
+
+UNSTABLE_ESTIMATOR = '''\
+"""A logistic regression that overflows on extreme rows: a model made numerically unstable on purpose."""
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression as _LogisticRegression
+from sklearn.linear_model import Ridge
+
+__all__ = ["LogisticRegression", "Ridge"]
+
+
+class LogisticRegression(_LogisticRegression):
+    def predict_proba(self, X):
+        proba = super().predict_proba(X)
+        proba[np.abs(np.asarray(X, dtype=float)).max(axis=1) > 3] = np.nan
+        return proba
+'''
+
+NOISE_AND_A_BAD_SLICE = """
+import numpy as np, pandas as pd
+frame = pd.read_parquet('data/raw/data.parquet')
+rng = np.random.default_rng(0)
+frame['noise'] = rng.normal(0, 1, len(frame)).round(4)
+premium = frame['plan'] == 'premium'
+frame.loc[premium, 'churned'] = rng.permutation(frame.loc[premium, 'churned'].to_numpy())
+frame.to_csv('data/source.csv', index=False)
+"""
+
+
+def test_breaking_one_property_per_section_fails_its_ml_test_score_item(tmp_path: Path) -> None:
+    """A model made slow, a feature of pure noise, a slice made bad, a model that outputs NaN: each fails its item."""
+    root = render(tmp_path / "churn", tasks=True)
+    install(root)
+    edit_params(root, {"train.tuning.n_trials": 2, "train.candidates": {"linear": {}}})
+    repro(root)  # champion v1: a fast linear model
+    statuses, output = scorecard_statuses(root, "--no-tests")
+    pipeline_items = ("D1", "D2", "D3", "M5", "M6", "I4", "I6", "Mo2", "Mo5", "Mo6")
+    assert {item: statuses[item] for item in pipeline_items} == dict.fromkeys(pipeline_items, "automated"), output
+
+    # Monitoring: a model made slow (a big forest where a linear model served).
+    edit_params(root, {"train.candidates": {"random_forest": {"n_estimators": 300, "max_depth": 14}}})
+    assert "the champion" in repro(root, check=False)
+    statuses, output = scorecard_statuses(root, "--no-tests")
+    assert statuses["Mo6"] == "failed", output
+    assert statuses["I6"] == "automated"  # the slow model still answers correctly
+
+    # Data and model: a feature of pure noise, and one slice whose labels are shuffled.
+    edit_params(root, {"train.candidates": {"linear": {}}})
+    run(["uv", "run", "--frozen", "python", "-c", NOISE_AND_A_BAD_SLICE], root)
+    schema = yaml.safe_load((root / "schema.yaml").read_text())
+    schema["features"]["noise"] = {"type": "numeric", "min": -10.0, "max": 10.0, "owner": "tests", "pii": False}
+    (root / "schema.yaml").write_text(yaml.safe_dump(schema, sort_keys=False))
+    edit_params(root, {"extract.source": "file", "extract.file": {"path": "data/source.csv"}})
+    output = repro(root, check=False)
+    assert "noise" in output
+    statuses, output = scorecard_statuses(root, "--no-tests")
+    assert (statuses["D2"], statuses["M6"]) == ("failed", "failed"), output
+    assert statuses["D3"] == "automated"
+
+    # Monitoring: a model that outputs NaN on extreme rows.
+    run(["git", "checkout", "-q", "--", "schema.yaml"], root)
+    edit_params(root, {"extract.source": "sample"})
+    (root / "src" / "churn_model" / "unstable.py").write_text(UNSTABLE_ESTIMATOR)
+    estimators = root / "src" / "churn_model" / "estimators.py"
+    estimators.write_text(
+        estimators.read_text().replace(
+            "from sklearn.linear_model import LogisticRegression, Ridge", "from .unstable import LogisticRegression, Ridge"
+        )
+    )
+    assert "non-finite outputs" in repro(root, check=False)
+    statuses, output = scorecard_statuses(root, "--no-tests")
+    assert statuses["Mo5"] == "failed", output
+    assert statuses["I4"] == "failed"  # accept never judged this model, so it is not served either
+    batch = ["uv", "run", "--frozen", "churn_model", "predict", "data/source.csv", "out.csv", "--model-source", "local"]
+    refused = run(batch, root, check=False)
+    assert refused.returncode == 1
+    assert "judged another model" in refused.stderr

@@ -19,6 +19,7 @@ import typer
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .explain import Explanation
     from .monitoring.simulate import Scenario
     from .params import Params
     from .schema import Contract
@@ -118,14 +119,20 @@ def models() -> None:
 
 
 @app.command()
-def promote(version: Annotated[str, typer.Argument(help="the version to make champion")]) -> None:
+def promote(
+    version: Annotated[str, typer.Argument(help="the version to make champion")],
+    force: Annotated[
+        str | None,
+        typer.Option(metavar="REASON", help="promote a version trained from uncommitted changes; the reason is kept"),
+    ] = None,
+) -> None:
     """Make VERSION the champion (the model that serves)."""
 
     def run() -> None:
         from .registry import promote as promote_version
 
         name = _registered_model()
-        previous = promote_version(name, version)
+        previous = promote_version(name, version, force_reason=force)
         typer.echo(f"{name}: champion is now v{version} (was {f'v{previous}' if previous else 'none'}).")
 
     _user_errors_exit_1(run)
@@ -300,6 +307,101 @@ def _serving_config(model_source: ModelSourceOption | None) -> ServingConfig:
 
     config = ServingConfig.from_env()
     return replace(config, model_source=model_source.value) if model_source else config
+
+
+@app.command()
+def explain(
+    request_id: Annotated[
+        str, typer.Argument(metavar="REQUEST_ID", help="a request id from a /predict answer or the prediction log")
+    ],
+) -> None:
+    """Replay a logged prediction step by step through the model version that answered it, and compare.
+
+    Exit status: 0 when the replay gives the logged answer, 1 when it does not or the request cannot be replayed.
+    """
+
+    def run() -> None:
+        from .explain import explain as explain_request
+        from .params import load_params
+        from .schema import load_contract
+
+        config = _serving_config(None)
+        params = load_params(config.paths.params)
+        contract = load_contract(config.paths.schema)
+        explanation = explain_request(config, params.task, params.mlflow.registered_model, contract, request_id)
+        _print_explanation(explanation)
+        if not explanation.matches:
+            raise typer.Exit(1)
+
+    _user_errors_exit_1(run)
+
+
+def _print_explanation(explanation: Explanation) -> None:
+    from datetime import UTC, datetime
+
+    moment = datetime.fromtimestamp(explanation.created_at, UTC).isoformat(timespec="seconds")
+    typer.echo(f"request {explanation.request_id}: answered at {moment} by model version {explanation.model_version}")
+    for number, step in enumerate(explanation.steps, 1):
+        typer.echo(f"{number}. {step.name} ({step.source})")
+        for name, value in step.values.items():
+            typer.echo(f"     {name} = {json.dumps(value, default=str)}")
+    typer.echo(f"logged:   {json.dumps(explanation.logged, sort_keys=True)}")
+    typer.echo(f"replayed: {json.dumps(explanation.replayed, sort_keys=True)}")
+    if explanation.matches:
+        typer.echo("match: the replay gives the logged answer.")
+        return
+    typer.secho("mismatch: the replay does not give the logged answer:", err=True, fg=typer.colors.RED)
+    for difference in explanation.differences:
+        typer.secho(f"  {difference}", err=True, fg=typer.colors.RED)
+
+
+@app.command()
+def purge(
+    older_than: Annotated[
+        str, typer.Option(metavar="DAYS", help="delete what is older than this many days (a positive number)")
+    ],
+) -> None:
+    """Delete predictions (with their feedback) and refusals older than DAYS from the prediction log."""
+
+    def run() -> None:
+        import time
+        from datetime import UTC, datetime
+
+        from .serving.predlog import purge as purge_log
+        from .serving.predlog import retention_cutoff
+
+        cutoff = retention_cutoff(older_than, time.time())
+        deleted = purge_log(_serving_config(None).prediction_log_url, cutoff)
+        moment = datetime.fromtimestamp(cutoff, UTC).isoformat(timespec="seconds")
+        typer.echo(
+            f"purge: deleted {deleted['predictions']} predictions, {deleted['feedback']} feedback rows and"
+            f" {deleted['refusals']} refusals from before {moment}"
+        )
+
+    _user_errors_exit_1(run)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def scorecard(
+    context: typer.Context,
+    tests: Annotated[
+        bool, typer.Option(help="run the tests marked ml_test_score (--no-tests: score the pipeline's checks only)")
+    ] = True,
+) -> None:
+    """The ML Test Score: its 28 items scored from the tests and pipeline checks that ran (`nox -s ml_test_score`).
+
+    Extra arguments go to pytest. Exit status 1 when a check failed or an item has no evidence.
+    """
+
+    def run() -> None:
+        from . import scorecard as score
+        from .paths import Paths
+
+        status = score.run(Paths(), list(context.args), run_tests=tests)
+        if status:
+            raise typer.Exit(status)
+
+    _user_errors_exit_1(run)
 
 
 def main() -> None:

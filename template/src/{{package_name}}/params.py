@@ -127,7 +127,7 @@ class EvaluateParams(Section):
     # Features to slice the test split by: categories, or quantile bins of numbers. Empty: the
     # first categorical feature. Features marked `sensitive` in schema.yaml are always sliced.
     slice_by: list[str] = Field(default_factory=list)
-    slice_bins: int = Field(4, ge=2, le=20)
+    slice_bins: int = Field(4, ge=2, le=9)
     importance_repeats: int = Field(5, ge=1)
     calibration_bins: int = Field(10, ge=2)
     feature_cost: FeatureCostParams = FeatureCostParams()

@@ -18,7 +18,7 @@ from ..files import read_json, write_json
 from ..metrics import is_classification
 from ..schema import load_contract
 from . import checks
-from .window import read_window
+from .window import monitored, read_window
 
 if TYPE_CHECKING:
     from ..params import Params
@@ -61,7 +61,7 @@ def parse_time(text: str) -> float:
 
 def run(params: Params, paths: Paths, log_url: str, start: float, end: float) -> dict[str, Any]:
     """Check the window and write its report; returns the summary (its `status` is ok, warn or alert)."""
-    contract = load_contract(paths.schema)
+    contract = monitored(load_contract(paths.schema))  # pii features are never logged: judge the others
     window = read_window(log_url, start, end, contract, params.task)
     versions: dict[str, Any] = {}
     for version in sorted(window.served["model_version"].unique()):
@@ -99,6 +99,8 @@ def check_version(window: Window, version: str, params: Params, paths: Paths, co
         profile, offline = reference_of(version, params, paths)
     except StageError as error:
         return {"rows": len(window.served), "checks": [checks.not_judged("profile", str(error))], "profile": None}
+    # The profile describes every trained feature; the window holds only the monitored (non-pii) ones.
+    profile = profile | {"features": {name: profile["features"][name] for name in contract.feature_names}}
     found: list[dict[str, Any]] = []
     if len(window.served) >= monitor.min_rows:
         found += checks.feature_drift(window, profile, monitor)

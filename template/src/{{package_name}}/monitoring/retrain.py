@@ -28,6 +28,12 @@ def export_labelled(log_url: str, paths: Paths, contract: Contract) -> int:
     import pandas as pd
     import sqlalchemy as sa
 
+    if contract.pii_features:
+        raise StageError(
+            f"the prediction log never keeps pii features ({', '.join(contract.pii_features)}), so logged"
+            " rows cannot become training rows: label rows in the source data instead."
+        )
+
     from ..serving.predlog import feedback, make_engine, predictions
 
     engine = make_engine(log_url)

@@ -204,7 +204,7 @@ def write_to_log(
     import numpy as np
     import sqlalchemy as sa
 
-    from ..serving.predlog import create_tables, feedback, make_engine, predictions
+    from ..serving.predlog import create_tables, feedback, make_engine, predictions, without_pii
 
     started = time.perf_counter()
     answers = loaded.predict(contract.frame(records(features)))
@@ -220,7 +220,7 @@ def write_to_log(
                 "request_id": request_id,
                 "created_at": float(moment),
                 "model_version": loaded.version,
-                "input": json.dumps(body),
+                "input": json.dumps(without_pii(body, contract.pii_features)),  # as the service logs it
                 "output": json.dumps(answer),
                 "latency_ms": per_row_ms,
             }

@@ -1,13 +1,14 @@
 """A window of the prediction log: the rows served, their labels, and the requests refused.
 
 Rows that cannot be read (broken JSON, inputs that no longer fit the contract) are skipped
-and counted, never fatal. Logs written before refusals were recorded still read.
+and counted, never fatal. Logs written before refusals were recorded still read. Features
+the contract marks pii are never logged (serving/predlog.py): monitoring judges the others.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StageError
@@ -47,15 +48,21 @@ class Window:
         )
 
 
+def monitored(contract: Contract) -> Contract:
+    """The contract without its pii features, which the log never holds: the features monitoring can judge."""
+    return replace(contract, features=tuple(column for column in contract.features if not column.pii))
+
+
 def read_window(url: str, start: float, end: float, contract: Contract, task: str) -> Window:
-    """The log's rows with created_at in [start, end), parsed against the contract."""
+    """The log's rows with created_at in [start, end), parsed against the contract's monitored features."""
     import pandas as pd
     import sqlalchemy as sa
 
     from ..metrics import is_classification
-    from ..serving.predlog import feedback, make_engine, predictions, refusals
+    from ..serving.predlog import feedback, log_exists, make_engine, predictions, refusals
 
-    if not _log_exists(url):
+    contract = monitored(contract)
+    if not log_exists(url):
         return empty_window(start, end, contract, task)
     try:
         engine = make_engine(url)
@@ -115,18 +122,6 @@ def empty_window(start: float, end: float, contract: Contract, task: str) -> Win
     features = pd.DataFrame({column.name: pd.Series(dtype=column.model_dtype) for column in contract.features})
     classes = [str(label) for label in contract.classes] if is_classification(task) else []
     return Window(start, end, features, served, None, classes, 0, None)
-
-
-def _log_exists(url: str) -> bool:
-    """A SQLite log exists when its file does (reading must never create one); a server is asked."""
-    from pathlib import Path
-
-    import sqlalchemy as sa
-
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return True
-    return Path(parsed.database).exists()
 
 
 def _decode(raw: pd.DataFrame) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Any]:

@@ -136,13 +136,17 @@ def slice_columns(contract: Contract, params: EvaluateParams) -> list[str]:
 
 
 def slice_labels(column: Any, values: pd.Series, bins: int) -> pd.Series:
-    """Each row's slice: its category, or its quantile bin for a number; missing values are a slice of their own."""
+    """Each row's slice: its category, or its quantile bin of a number ('q1 (17.9, 31.0]', which sorts
+    low to high); missing values are a slice of their own."""
     import pandas as pd
 
     if isinstance(column, NumericColumn):
-        labels = pd.qcut(values, q=bins, duplicates="drop").astype(str)
-        return labels.where(values.notna(), "(missing)")
-    return values.astype(object).where(values.notna(), "(missing)").astype(str)
+        binned = pd.qcut(values, q=bins, duplicates="drop")
+        names = {interval: f"q{index + 1} {interval}" for index, interval in enumerate(binned.cat.categories)}
+        labels = binned.map(names).astype(object)
+    else:
+        labels = values.astype(object)
+    return labels.where(values.notna(), "(missing)").astype(str)
 
 
 def slice_metrics(model: Any, task: str, contract: Contract, frame: pd.DataFrame, params: EvaluateParams) -> dict:

@@ -3,15 +3,21 @@
 Requests only put encoded rows on an in-memory queue; one writer thread inserts them in batches
 through SQLAlchemy (SQLite in WAL mode by default, any SQLAlchemy URL such as PostgreSQL by
 configuration). `close()` drains the queue, so a clean shutdown loses nothing.
+
+Privacy: fields the contract flags `pii: true` are dropped from every logged input, so personal
+data never reaches the log; `purge` (the CLI's `purge --older-than DAYS`) deletes what is past
+its retention. `logged_prediction` reads one request back (the CLI's `explain`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import threading
 import time
+from collections.abc import Collection
 from typing import Any
 
 import sqlalchemy as sa
@@ -89,12 +95,107 @@ def open_log_database(url: str) -> None:
         raise StageError(f"cannot open the prediction log {url!r}: {error}") from None
 
 
-class PredictionLog:
-    """Asynchronous, batched writes of prediction rows; synchronous feedback."""
+def log_exists(url: str) -> bool:
+    """A SQLite log exists when its file does (reading must never create one); a server is asked."""
+    from pathlib import Path
 
-    def __init__(self, url: str, batch_size: int = 2000, interval: float = 0.2) -> None:
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return True
+    return Path(parsed.database).exists()
+
+
+def without_pii(row: dict[str, Any], pii: Collection[str]) -> dict[str, Any]:
+    """The input as the log keeps it: the contract's pii fields dropped, never stored."""
+    return {name: value for name, value in row.items() if name not in pii}
+
+
+def logged_prediction(url: str, request_id: str) -> dict[str, Any] | None:
+    """One logged prediction, input and output decoded; None when the log has no such request."""
+    from ..errors import StageError
+
+    if not log_exists(url):
+        raise StageError(f"no prediction log at {url!r}: set SERVE_PREDICTION_LOG_URL to the service's log.")
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(sa.select(predictions).where(predictions.c.request_id == request_id)).first()
+    except sa.exc.SQLAlchemyError as error:
+        raise StageError(f"cannot read the prediction log {url!r}: {error}") from None
+    finally:
+        engine.dispose()
+    if row is None:
+        return None
+    try:
+        decoded = {"input": json.loads(row.input), "output": json.loads(row.output)}
+    except ValueError:
+        decoded = {}
+    if not all(isinstance(decoded.get(key), dict) for key in ("input", "output")):
+        raise StageError(f"request {request_id} is in the log, but its input or output is not a JSON object.")
+    return row._asdict() | decoded
+
+
+def retention_cutoff(days: str, now: float) -> float:
+    """The moment (epoch seconds) `days` before `now`; `days` must be a positive number."""
+    from ..errors import StageError
+
+    try:
+        value = float(days)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and math.isfinite(value)):
+        raise StageError(f"--older-than takes a positive number of days, got {days!r}.")
+    return now - value * 86_400
+
+
+def purge(url: str, before: float) -> dict[str, int]:
+    """Delete predictions older than `before` (epoch seconds) with their feedback, and older refusals.
+
+    Returns how many rows it deleted from each table. On SQLite the freed pages are zeroed and
+    the write-ahead log is emptied, so the deleted rows cannot be read back from the files.
+    """
+    from ..errors import StageError
+
+    if not log_exists(url):
+        raise StageError(f"no prediction log at {url!r}: set SERVE_PREDICTION_LOG_URL to the service's log.")
+    engine = make_engine(url)
+    sqlite = engine.dialect.name == "sqlite"
+    try:
+        with engine.begin() as connection:
+            tables = sa.inspect(connection).get_table_names()
+            if predictions.name not in tables:
+                raise StageError(f"{url!r} is not a prediction log: it has no {predictions.name!r} table.")
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA secure_delete=ON")
+            old = predictions.c.created_at < before
+            deleted = {  # feedback first: it is found through the predictions it labels
+                "feedback": connection.execute(
+                    feedback.delete().where(feedback.c.request_id.in_(sa.select(predictions.c.request_id).where(old)))
+                ),
+                "predictions": connection.execute(predictions.delete().where(old)),
+            }
+            if refusals.name in tables:  # a log written before refusals were recorded has none
+                deleted["refusals"] = connection.execute(refusals.delete().where(refusals.c.created_at < before))
+        if sqlite:
+            with engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sa.exc.SQLAlchemyError as error:
+        raise StageError(f"cannot purge the prediction log {url!r}: {error}") from None
+    finally:
+        engine.dispose()
+    return {"refusals": 0} | {table: result.rowcount for table, result in deleted.items()}
+
+
+class PredictionLog:
+    """Asynchronous, batched writes of prediction rows; synchronous feedback.
+
+    `pii` names the input fields never to store (the contract's pii features).
+    """
+
+    def __init__(self, url: str, batch_size: int = 2000, interval: float = 0.2, pii: Collection[str] = ()) -> None:
         self.engine = make_engine(url)
         create_tables(self.engine)
+        self.pii = frozenset(pii)
         self.batch_size = batch_size
         self.interval = interval  # seconds between writes under load: fewer, larger transactions
         self.dropped = 0
@@ -108,9 +209,19 @@ class PredictionLog:
 
         Input and output are encoded here, a few microseconds a row: done in the writer, the
         same work came in bursts that held the GIL against the event loop, and showed as tail latency.
+        The input's pii fields are dropped first: they never reach the queue or the database.
         """
-        encode = json.dumps
-        self._queue.put([row | {"input": encode(row["input"]), "output": encode(row["output"])} for row in rows])
+        encode, pii = json.dumps, self.pii
+        self._queue.put(
+            [
+                row
+                | {
+                    "input": encode(without_pii(row["input"], pii) if pii else row["input"]),
+                    "output": encode(row["output"]),
+                }
+                for row in rows
+            ]
+        )
 
     def record_refusal(self, reason: str, fields: list[str]) -> None:
         """Queue a refused request: its reason (contract, too_large, not_json) and each field at fault."""

@@ -39,7 +39,8 @@ class ServiceState:
         """Load the model and open the log: a model that cannot load stops the start, with its reason."""
         model = load_model(config, task, registered_model).for_requests(contract)
         metrics = ServiceMetrics(task, contract)
-        return cls(config, contract, task, registered_model, model, PredictionLog(config.prediction_log_url), metrics)
+        log = PredictionLog(config.prediction_log_url, pii=contract.pii_features)  # pii fields are never logged
+        return cls(config, contract, task, registered_model, model, log, metrics)
 
     def predict_rows(self, rows: list[dict[str, Any]]) -> tuple[LoadedModel, list[dict[str, Any]]]:
         loaded = self.model  # read per call: a reload swaps it
