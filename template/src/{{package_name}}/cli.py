@@ -179,6 +179,20 @@ def serve(
     _user_errors_exit_1(check_then_serve)
 
 
+@app.command(name="check-model")
+def check_model() -> None:
+    """Refuse a local model that `accept` refused or never judged (the serving image runs this at build time)."""
+
+    def run() -> None:
+        from .verdict import require_accepted
+
+        model_path = _serving_config(None).model_path
+        require_accepted(model_path)
+        typer.echo(f"{model_path}: accepted by the acceptance gate.")
+
+    _user_errors_exit_1(run)
+
+
 @app.command()
 def predict(
     source: Annotated[Path, typer.Argument(help="CSV or Parquet file of raw rows")],

@@ -237,6 +237,9 @@ def _metric(values: dict[str, float], metric: str) -> float:
 def check_features(importance: list[dict[str, Any]], cost: dict[str, Any], rules: FeatureRules) -> list[dict[str, Any]]:
     """Every feature is beneficial (permutation importance above its spread) and none costs too much."""
     kept = set(rules.keep)
+    unknown = sorted(kept - {row["feature"] for row in importance})
+    if unknown:
+        raise StageError(f"accept.features.keep names {', '.join(unknown)}, which the model does not use.")
     useless = [row for row in importance if row["importance"] <= row["std"] and row["feature"] not in kept]
     measured = {name: entry for name, entry in cost["features"].items() if entry["measured"]}
     costly = {name: entry for name, entry in measured.items() if entry["time_share"] > rules.max_time_share}
