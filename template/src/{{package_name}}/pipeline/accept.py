@@ -52,10 +52,11 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
 
     contract = load_contract(paths.schema)
     candidate = mlflow.sklearn.load_model(str(paths.model))
+    report = read_json(paths.metrics)
     rows = contract.features_of(read_parquet(paths.split(params.accept.split)))
-    champion = current_champion(params, paths) if tracking_enabled() else None
+    champion = current_champion(params.mlflow.registered_model) if tracking_enabled() else None
     checks = [
-        *check_model(read_json(paths.metrics), params.accept),
+        *check_model(report, params.accept),
         *check_features(
             read_json(paths.plots_dir / "feature_importance.json"),
             read_json(paths.feature_cost),
@@ -74,9 +75,8 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
             f"the model is not accepted ({len(failed)} of {len(checks)} rules failed, see {paths.acceptance}):\n"
             + "\n".join(f"  - {check['message']}" for check in failed)
         )
-    metrics = read_json(paths.metrics)["model"][params.accept.split]
     if tracking_enabled():
-        result["registry"] = register_and_compare(params, paths, metrics, champion, rows)
+        result["registry"] = register_and_compare(params, paths, report["model"][params.accept.split], champion)
     else:
         result["registry"] = {"registered": False, "reason": "tracking is off (MLFLOW_TRACKING=off)"}
     write_verdict(paths.model, result)
@@ -85,12 +85,11 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     }
 
 
-def current_champion(params: Params, paths: Paths) -> Champion | None:
+def current_champion(name: str) -> Champion | None:
     """The registry's champion, loaded once: the challenger's score, speed and staleness are measured against it."""
     from .. import registry
 
     client = registry.client()
-    name = params.mlflow.registered_model
     if not registry.exists(client, name) or registry.alias_version(client, name, registry.CHAMPION) is None:
         return None
     model, entry = registry.load_champion(name)
@@ -99,7 +98,7 @@ def current_champion(params: Params, paths: Paths) -> Champion | None:
 
 
 def register_and_compare(
-    params: Params, paths: Paths, metrics: dict[str, float], champion: Champion | None, rows: pd.DataFrame
+    params: Params, paths: Paths, metrics: dict[str, float], champion: Champion | None
 ) -> dict[str, Any]:
     """Register the accepted model as challenger; promote it when it is not worse than the champion."""
     from .. import registry
