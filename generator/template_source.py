@@ -3,12 +3,22 @@
 copier must get a git URL or a git checkout as the source, never a copy in site-packages
 or a temporary folder: otherwise `_src_path` and `_commit` in the answers file are wrong
 and `copier update` breaks.
+
+From a git checkout of this repository, the source is the checkout itself. Installed as a tool
+(`uv tool install`), the wheel carries the template as package data (generator/_template); it is
+committed into a local git repository, `$XDG_DATA_HOME/copier-mlops/template`, tagged `v<version>`
+once per installed version. Projects record that repository as `_src_path` and the tag as
+`_commit`, so `copier-mlops update` and stock `copier update` work offline; once a newer version of
+the tool is installed and run, the repository holds both the old and the new version.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
 import yaml
@@ -16,13 +26,65 @@ import yaml
 from .errors import GeneratorError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+PACKAGED = Path(__file__).resolve().parent / "_template"  # only in a built wheel
+
+
+def version() -> str:
+    """This tool's version: the git tag it was built from (hatch-vcs), e.g. 0.2.0."""
+    try:
+        return metadata.version("copier-mlops")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def installed_template_repo() -> Path:
+    """The local git repository that holds each installed version of the packaged template."""
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return (Path(data_home) / "copier-mlops" / "template").absolute()
+
+
+def installed_tag() -> str:
+    return f"v{version()}"
 
 
 def default_template() -> str:
-    """This repository, when the package runs from a git checkout of it."""
+    """This repository when run from a git checkout of it; else the template the wheel carries."""
     if (REPO_ROOT / "copier.yml").exists() and (REPO_ROOT / ".git").exists():
         return str(REPO_ROOT)
+    if (PACKAGED / "copier.yml").exists():
+        return str(sync_installed_template())
     raise GeneratorError("no template source found: pass --template with a git URL or a git checkout of copier-mlops")
+
+
+def sync_installed_template() -> Path:
+    """Commit the packaged template into the local template repository, tagged with this version.
+
+    A version is written once: later runs of the same version find its tag and change nothing.
+    """
+    repo = installed_template_repo()
+    tag = installed_tag()
+    try:
+        if not (repo / ".git").is_dir():
+            repo.mkdir(parents=True, exist_ok=True)
+            _git(repo, "init", "--quiet", "--initial-branch=main")
+        if tag in _git(repo, "tag", "--list", tag).split():
+            return repo
+        for child in repo.iterdir():
+            if child.name != ".git":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        shutil.copytree(PACKAGED, repo, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    except OSError as error:
+        message = f"cannot write the template to {repo} ({error}): set XDG_DATA_HOME to a writable folder"
+        raise GeneratorError(message) from None
+    _git(repo, "add", "--all")
+    _git(repo, "commit", "--quiet", "--allow-empty", "--no-verify", "-m", f"copier-mlops {version()}")
+    _git(repo, "tag", tag)
+    return repo
+
+
+def is_installed_template(source: str) -> bool:
+    """True when `source` (a project's `_src_path`) is the local repository of the installed template."""
+    return (PACKAGED / "copier.yml").exists() and Path(source).expanduser().absolute() == installed_template_repo()
 
 
 def is_local(source: str) -> bool:
@@ -30,14 +92,19 @@ def is_local(source: str) -> bool:
 
 
 def default_ref(source: str) -> str | None:
-    """HEAD for a local checkout (work in progress included); the newest tag for a URL."""
+    """The installed version's tag; HEAD for a checkout (work in progress included); the newest tag for a URL."""
+    if is_installed_template(source):
+        return installed_tag()
     return "HEAD" if is_local(source) else None
 
 
 def question_names(source: str, vcs_ref: str | None) -> set[str]:
-    """The template's question names, read from its copier.yml."""
+    """The template's question names, read from its copier.yml (at `vcs_ref` in a local git repository)."""
     if is_local(source):
-        return _questions_in(Path(source).expanduser())
+        template = Path(source).expanduser()
+        if vcs_ref and vcs_ref != "HEAD" and (template / ".git").exists():
+            return _question_names_in(_git(template, "show", f"{vcs_ref}:copier.yml"))
+        return _questions_in(template)
     with tempfile.TemporaryDirectory(prefix="copier-mlops-") as folder:
         command = ["git", "clone", "--quiet", "--depth", "1", source, folder]
         if vcs_ref and vcs_ref != "HEAD":
@@ -53,5 +120,23 @@ def _questions_in(folder: Path) -> set[str]:
     config = folder / "copier.yml"
     if not config.exists():
         raise GeneratorError(f"{folder} is not a copier template (no copier.yml)")
-    data = yaml.safe_load(config.read_text()) or {}
+    return _question_names_in(config.read_text())
+
+
+def _question_names_in(config: str) -> set[str]:
+    data = yaml.safe_load(config) or {}
     return {key for key in data if not key.startswith("_")}
+
+
+def _git(repo: Path, *args: str) -> str:
+    """git in `repo`, independent of the user's git configuration (identity, signing, hooks)."""
+    command = ["git", "-c", "user.name=copier-mlops", "-c", "user.email=copier-mlops@localhost"]
+    command += ["-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false", *args]
+    try:
+        completed = subprocess.run(command, cwd=repo, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise GeneratorError("git not found: install git") from None
+    if completed.returncode != 0:
+        message = " ".join(completed.stderr.split()) or f"exit code {completed.returncode}"
+        raise GeneratorError(f"`git {' '.join(args)}` failed in {repo}: {message}")
+    return completed.stdout

@@ -683,7 +683,8 @@ def test_breaking_one_property_per_section_fails_its_ml_test_score_item(tmp_path
     estimators = root / "src" / "churn_model" / "estimators.py"
     estimators.write_text(
         estimators.read_text().replace(
-            "from sklearn.linear_model import LogisticRegression, Ridge", "from .unstable import LogisticRegression, Ridge"
+            "from sklearn.linear_model import LogisticRegression, Ridge",
+            "from .unstable import LogisticRegression, Ridge",
         )
     )
     assert "non-finite outputs" in repro(root, check=False)
