@@ -85,8 +85,9 @@ def check_first_repro_tunes_trains_and_accepts(root: Path) -> None:
     }
     assert leaderboard["winner"] == leaderboard["leaderboard"][0]
     slices = json.loads((root / "reports" / "slices.json").read_text())
-    assert slices["by"] == "plan"
-    assert set(slices["slices"]) == {"basic", "standard", "premium"}
+    assert slices["by"] == ["plan", "tenure_months"]
+    assert set(slices["slices"]["plan"]) == {"basic", "standard", "premium"}
+    assert [label.split()[0] for label in sorted(slices["slices"]["tenure_months"])] == ["q1", "q2", "q3", "q4"]
     for path in ("data/raw/data.parquet", "models/model/MLmodel", "reports/eda/index.html", "mlflow.db"):
         assert (root / path).exists(), path
     for plot in (
@@ -214,11 +215,14 @@ def test_registry_champion_challenger_promote_and_rollback(tmp_path: Path) -> No
     assert accepted(root)["registry"]["champion"] == "1"
 
     # A weaker model that still passes (lower) acceptance rules: registered as challenger only.
+    features = list(yaml.safe_load((root / "schema.yaml").read_text())["features"])
     edit_params(
         root,
         {
             "train.candidates": {"random_forest": {"n_estimators": 3, "max_depth": 1}},
             "accept.thresholds": {"roc_auc": 0.6},
+            "accept.slices": {"minimum": {"roc_auc": 0.6}, "max_gap": {"roc_auc": 0.3}},
+            "accept.features.keep": features,  # a one-split stump uses one feature
         },
     )
     repro(root)
@@ -304,7 +308,7 @@ def test_every_task_with_every_model_library(tmp_path: Path, task: str, library:
 
 def check_all_28_ml_test_score_items_are_automated(root: Path) -> None:
     output = run(["uv", "run", "--frozen", "nox", "-s", "ml_test_score"], root).stdout
-    statuses = dict(re.findall(r"^\| (\w+) \| [^|]+ \| (\w+) \|", output, re.M))
+    statuses = scorecard_rows(output)
     assert len(statuses) == 28, output
     assert set(statuses.values()) == {"automated"}, output
     assert "**ML Test Score: 7 of 7**" in output
@@ -563,7 +567,8 @@ def test_monitoring_catches_drift_and_retraining_brings_a_new_champion(tmp_path:
     """
     root = render(tmp_path / "churn", tasks=True)
     install(root)
-    edit_params(root, {"train.tuning.n_trials": 2, "extract.sample.rows": 500})
+    # 500 rows (100 to test on) are too few to show the small effect of age: kept on purpose.
+    edit_params(root, {"train.tuning.n_trials": 2, "extract.sample.rows": 500, "accept.features.keep": ["age"]})
     repro(root)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -615,7 +620,12 @@ def scorecard_statuses(root: Path, *options: str) -> tuple[dict[str, str], str]:
     """Each ML Test Score item's status in the project's scorecard, and the scorecard's output."""
     completed = run(["uv", "run", "--frozen", "churn_model", "scorecard", *options], root, check=False)
     assert "Traceback" not in completed.stderr, completed.stderr
-    return dict(re.findall(r"^\| (\w+) \| [^|]+ \| (\w+) \|", completed.stdout, re.M)), completed.stdout
+    return scorecard_rows(completed.stdout), completed.stdout
+
+
+def scorecard_rows(output: str) -> dict[str, str]:
+    """Item id -> status, from the scorecard's table rows (ids such as D1, M7, Mo6)."""
+    return dict(re.findall(r"^\| ((?:D|M|I|Mo)\d) \| [^|]+ \| (\w+) \|", output, re.M))
 
 
 UNSTABLE_ESTIMATOR = '''\
@@ -631,7 +641,8 @@ __all__ = ["LogisticRegression", "Ridge"]
 class LogisticRegression(_LogisticRegression):
     def predict_proba(self, X):
         proba = super().predict_proba(X)
-        proba[np.abs(np.asarray(X, dtype=float)).max(axis=1) > 3] = np.nan
+        # Only far past the data (the contract's extreme rows): tuning and the test split stay finite.
+        proba[np.abs(np.asarray(X, dtype=float)).max(axis=1) > 8] = np.nan
         return proba
 '''
 

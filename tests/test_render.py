@@ -98,8 +98,9 @@ def test_file_set_matches_the_answers(rendered: tuple[Path, dict[str, str]]) -> 
     assert {".github/workflows/ci.yml", ".github/workflows/train.yml", ".github/workflows/monitor.yml"} <= names
     assert {"prometheus/alerts.yml", "prometheus/alerts.test.yml", "data/feedback/README.md"} <= names
     ci = yaml.safe_load((root / ".github" / "workflows" / "ci.yml").read_text())
-    steps = [step.get("name") for step in ci["jobs"]["checks"]["steps"]]
-    assert ("Pipeline on the sample data" in steps) == (answers["data_source"] == "sample")
+    scripts = " ".join(step.get("run", "") for step in ci["jobs"]["checks"]["steps"])
+    assert ("nox -s ml_test_score" in scripts) == (answers["data_source"] == "sample")  # the pipeline on sample data
+    assert ("comment" in ci["jobs"]) == (answers["data_source"] == "sample")  # its model report on pull requests
     assert ("LICENSE" in names) == (answers["license"] != "Proprietary")
     assert ("schema.yaml" in names) == (answers["data_source"] == "sample")
     dvc = yaml.safe_load((root / "dvc.yaml").read_text())
