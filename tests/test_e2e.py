@@ -42,7 +42,8 @@ def repro(root: Path, *args: str, check: bool = True) -> str:
 
 def accepted(root: Path) -> dict:
     acceptance = json.loads((root / "models" / "acceptance.json").read_text())
-    assert acceptance["accepted"] is True, acceptance
+    failed = [check["message"] for check in acceptance["checks"] if not check["passed"]]
+    assert acceptance["accepted"] is True, failed
     return acceptance
 
 
@@ -193,6 +194,20 @@ def edit_params(root: Path, change: dict, commit: bool = True) -> None:
         run(["git", "commit", "-q", "--allow-empty", "-m", "params", "--", "params.yaml"], root)
 
 
+def check_a_fresh_clone_gets_data_and_model_back_from_the_remote(root: Path, clone: Path) -> None:
+    """`dvc push` to the default (local folder) remote; a clone beside it pulls, and `dvc repro` runs nothing."""
+    run(["uv", "run", "--frozen", "dvc", "push"], root)
+    run(["git", "clone", "-q", str(root), str(clone)], clone.parent)
+    install(clone)
+    run(["uv", "run", "--frozen", "dvc", "pull"], clone)
+    assert (clone / "models" / "model" / "model.pkl").read_bytes() == (
+        root / "models" / "model" / "model.pkl"
+    ).read_bytes()
+    assert "Data and pipelines are up to date." in repro(clone)
+    checked = run(["uv", "run", "--frozen", "churn_model", "check-model"], clone)
+    assert "accepted by the acceptance gate" in checked.stdout
+
+
 def trained_project(dest: Path, trials: int = 2, **answers: str) -> Path:
     """Rendered (with setup tasks), installed, and through one `dvc repro` on a small tuning budget."""
     root = render(dest, tasks=True, **answers)
@@ -260,6 +275,7 @@ def test_dvc_experiments_compare_with_metrics_diff(tmp_path: Path) -> None:
     root = trained_project(tmp_path / "churn")
     run(["git", "add", "--all"], root)
     run(["git", "commit", "-q", "-m", "baseline model"], root)
+    check_a_fresh_clone_gets_data_and_model_back_from_the_remote(root, tmp_path / "clone")
 
     output = run(["uv", "run", "--frozen", "dvc", "exp", "run", "-S", "prepare.seed=7"], root).stdout
     assert "Ran experiment" in output

@@ -19,9 +19,10 @@ SOURCES = ["sample", "file", "sql"]
 PYTHONS = ["3.11", "3.12", "3.13"]
 LICENSES = ["MIT", "Apache-2.0", "BSD-3-Clause", "Proprietary"]
 LIBRARIES = ["sklearn", "lightgbm", "xgboost"]
+REMOTES = ["local", "s3", "gs", "azure"]
 
-# Every task with every source and every model library; Python versions and licenses
-# rotate through the combinations.
+# Every task with every source and every model library; Python versions, licenses and DVC
+# remotes rotate through the combinations.
 MATRIX = [
     {
         "task": task,
@@ -29,6 +30,7 @@ MATRIX = [
         "model_library": library,
         "python_version": PYTHONS[i % len(PYTHONS)],
         "license": LICENSES[i % len(LICENSES)],
+        "dvc_remote": REMOTES[i % len(REMOTES)],
     }
     for i, (task, source, library) in enumerate((t, s, lib) for t in TASKS for s in SOURCES for lib in LIBRARIES)
 ]
@@ -184,12 +186,35 @@ def test_sql_answers_are_quoted_safely(tmp_path: Path) -> None:
         ({"data_source": "sql", "database_url": "localhost/db"}, "database_url must be a SQLAlchemy URL"),
         ({"data_source": "sql", "query": "DROP TABLE x"}, "query must be a single SELECT"),
         ({"project_name": "  "}, "must not be empty"),
+        ({"dvc_remote": "s3", "dvc_remote_url": "gs://bucket/x"}, "dvc_remote_url must start with s3://"),
+        ({"dvc_remote": "azure", "dvc_remote_url": "azure://"}, "name a bucket or container"),
+        ({"dvc_remote": "ftp"}, "Invalid choice"),
     ],
 )
 def test_invalid_answers_are_refused_with_their_message(tmp_path: Path, answers: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         render(tmp_path / "p", **answers)
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("remote", ["local", "s3", "gs", "azure"])
+def test_the_dvc_remote_answer_sets_the_remote_and_its_client(tmp_path: Path, remote: str) -> None:
+    answers = {} if remote == "local" else {"dvc_remote": remote, "dvc_remote_url": f"{remote}://team-bucket/churn"}
+    root = render(tmp_path / "p", **answers)
+    config = (root / ".dvc" / "config").read_text()
+    dependencies = tomllib.loads((root / "pyproject.toml").read_text())["dependency-groups"]["train"]
+    dvc = next(dependency for dependency in dependencies if dependency.startswith("dvc"))
+    readme = (root / "README.md").read_text()
+    if remote == "local":
+        assert "remote = local" in config
+        assert "url = ../../churn-model-dvc-storage" in config
+        assert dvc == "dvc>=3.50"
+    else:
+        assert f"remote = {remote}" in config
+        assert f"url = {remote}://team-bucket/churn" in config
+        assert dvc == f"dvc[{remote}]>=3.50"
+        assert f"The DVC remote is `{remote}://team-bucket/churn`" in readme
+    assert "secret" not in config.lower()
 
 
 def test_slug_and_package_derive_from_the_name(tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import numpy as np
     import pandas as pd
 
@@ -78,13 +80,17 @@ def _metrics(task: str, y_true: Any, predicted: Any, proba: np.ndarray | None, c
     return scores
 
 
-def predict_seconds(model: Any, features: pd.DataFrame, repeats: int) -> float:
-    """The fastest of `repeats` predictions of the whole frame: the least noisy estimate of what it costs."""
+def predict_seconds(models: Sequence[Any], features: pd.DataFrame, repeats: int) -> list[float]:
+    """Each model's fastest of `repeats` predictions of the whole frame (the least noisy estimate).
+
+    The models take turns, so load from elsewhere on the machine falls on all of them alike.
+    """
     import time
 
-    timings = []
+    timings: list[list[float]] = [[] for _ in models]
     for _ in range(repeats):
-        started = time.perf_counter()
-        model.predict(features)
-        timings.append(time.perf_counter() - started)
-    return min(timings)
+        for model, times in zip(models, timings, strict=True):
+            started = time.perf_counter()
+            model.predict(features)
+            times.append(time.perf_counter() - started)
+    return [min(times) for times in timings]

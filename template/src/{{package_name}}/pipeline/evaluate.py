@@ -182,7 +182,7 @@ def feature_cost(
     """
     metric, settings = data.metric, params.evaluate.feature_cost
     full_score = score(model, data.task, *data.contract.split_xy(test))[metric]
-    full_seconds = predict_seconds(model, data.contract.features_of(test), settings.timing_repeats)
+    [full_seconds] = predict_seconds([model], data.contract.features_of(test), settings.timing_repeats)
     deadline = time.monotonic() + settings.budget_seconds
     features: dict[str, Any] = {}
     for column in data.contract.features:
@@ -193,11 +193,12 @@ def feature_cost(
         refit = fit_model(
             replace(data, contract=reduced), winner["family"], winner["best_params"], params.train.seed, data.train
         )
-        seconds = predict_seconds(refit, reduced.features_of(test), settings.timing_repeats)
+        # Both in turns on the same rows (the full model sees the feature too, unused by `refit`).
+        seconds, full = predict_seconds([refit, model], data.contract.features_of(test), settings.timing_repeats)
         features[column.name] = {
             "measured": True,
             "gain": round(improvement(metric, full_score, score(refit, data.task, *reduced.split_xy(test))[metric]), 6),
-            "time_share": round(max(0.0, 1.0 - seconds / full_seconds), 4),
+            "time_share": round(max(0.0, 1.0 - seconds / full), 4),
         }
     return {
         "metric": metric,
