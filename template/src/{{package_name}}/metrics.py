@@ -80,17 +80,25 @@ def _metrics(task: str, y_true: Any, predicted: Any, proba: np.ndarray | None, c
     return scores
 
 
-def predict_seconds(models: Sequence[Any], features: pd.DataFrame, repeats: int) -> list[float]:
-    """Each model's fastest of `repeats` predictions of the whole frame (the least noisy estimate).
+TIMING_ROWS = 10_000  # a timed call predicts at least this many rows: long enough to rise above the noise
 
-    The models take turns, so load from elsewhere on the machine falls on all of them alike.
+
+def predict_seconds(models: Sequence[Any], features: pd.DataFrame, repeats: int) -> list[float]:
+    """Each model's fastest of `repeats` predictions of the same batch (the least noisy estimate).
+
+    The batch repeats `features` up to TIMING_ROWS rows, and the models take turns, so load from
+    elsewhere on the machine falls on all of them alike.
     """
+    import math
     import time
 
+    import pandas as pd
+
+    batch = pd.concat([features] * math.ceil(TIMING_ROWS / max(len(features), 1)), ignore_index=True)
     timings: list[list[float]] = [[] for _ in models]
     for _ in range(repeats):
         for model, times in zip(models, timings, strict=True):
             started = time.perf_counter()
-            model.predict(features)
+            model.predict(batch)
             times.append(time.perf_counter() - started)
     return [min(times) for times in timings]
