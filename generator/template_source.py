@@ -9,7 +9,8 @@ From a git checkout of this repository, the source is the checkout itself. Insta
 committed into a local git repository, `$XDG_DATA_HOME/copier-mlops/template`, tagged `v<version>`
 once per installed version. Projects record that repository as `_src_path` and the tag as
 `_commit`, so `copier-mlops update` and stock `copier update` work offline; once a newer version of
-the tool is installed and run, the repository holds both the old and the new version.
+the tool is installed and run, the repository holds both the old and the new version. It also holds
+generator/migrate.py, at the path copier.yml's `_migrations` call it in a checkout.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .errors import GeneratorError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGED = Path(__file__).resolve().parent / "_template"  # only in a built wheel
+MIGRATE = Path(__file__).resolve().parent / "migrate.py"  # the steps `_migrations` run (see migrate.py)
 
 
 def version() -> str:
@@ -66,19 +68,21 @@ def sync_installed_template() -> Path:
     try:
         if not (repo / ".git").is_dir():
             repo.mkdir(parents=True, exist_ok=True)
-            _git(repo, "init", "--quiet", "--initial-branch=main")
-        if tag in _git(repo, "tag", "--list", tag).split():
+            git(repo, "init", "--quiet", "--initial-branch=main")
+        if tag in git(repo, "tag", "--list", tag).split():
             return repo
         for child in repo.iterdir():
             if child.name != ".git":
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         shutil.copytree(PACKAGED, repo, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        (repo / "generator").mkdir()
+        shutil.copy2(MIGRATE, repo / "generator" / "migrate.py")
     except OSError as error:
         message = f"cannot write the template to {repo} ({error}): set XDG_DATA_HOME to a writable folder"
         raise GeneratorError(message) from None
-    _git(repo, "add", "--all")
-    _git(repo, "commit", "--quiet", "--allow-empty", "--no-verify", "-m", f"copier-mlops {version()}")
-    _git(repo, "tag", tag)
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "--allow-empty", "--no-verify", "-m", f"copier-mlops {version()}")
+    git(repo, "tag", tag)
     return repo
 
 
@@ -103,7 +107,7 @@ def question_names(source: str, vcs_ref: str | None) -> set[str]:
     if is_local(source):
         template = Path(source).expanduser()
         if vcs_ref and vcs_ref != "HEAD" and (template / ".git").exists():
-            return _question_names_in(_git(template, "show", f"{vcs_ref}:copier.yml"))
+            return _question_names_in(git(template, "show", f"{vcs_ref}:copier.yml"))
         return _questions_in(template)
     with tempfile.TemporaryDirectory(prefix="copier-mlops-") as folder:
         command = ["git", "clone", "--quiet", "--depth", "1", source, folder]
@@ -128,7 +132,7 @@ def _question_names_in(config: str) -> set[str]:
     return {key for key in data if not key.startswith("_")}
 
 
-def _git(repo: Path, *args: str) -> str:
+def git(repo: Path, *args: str) -> str:
     """git in `repo`, independent of the user's git configuration (identity, signing, hooks)."""
     command = ["git", "-c", "user.name=copier-mlops", "-c", "user.email=copier-mlops@localhost"]
     command += ["-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false", *args]
