@@ -141,7 +141,7 @@ class EvaluateParams(Section):
 
 class FeatureRules(Section):
     keep: list[str] = Field(default_factory=list)  # features kept on purpose although not shown beneficial
-    max_time_share: float = Field(0.5, gt=0.0, le=1.0)  # the most of predict time one feature may cost
+    max_time_share: float = Field(0.9, gt=0.0, le=1.0)  # the most of predict time one feature may cost
 
 
 class SliceRules(Section):
