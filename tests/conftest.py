@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .stack import Stack, running_stack
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,3 +67,10 @@ def run(
             f"--- stderr\n{completed.stderr}"
         )
     return completed
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """PostgreSQL, S3 and the MLflow server, started once (tests that use it share the xdist group "stack")."""
+    with running_stack() as services:
+        yield services

@@ -217,8 +217,8 @@ def trained_project(dest: Path, trials: int = 2, **answers: str) -> Path:
     return root
 
 
-def cli(root: Path, *args: str, check: bool = True) -> str:
-    completed = run(["uv", "run", "--frozen", "churn_model", *args], root, check=check)
+def cli(root: Path, *args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
+    completed = run(["uv", "run", "--frozen", "churn_model", *args], root, check=check, env=env)
     return completed.stdout + completed.stderr
 
 

@@ -1,0 +1,178 @@
+"""The team stack, end to end with real services (tests/stack.py): one project whose data comes from PostgreSQL,
+whose runs, registry and model artifacts live on the MLflow server (PostgreSQL + S3), whose DVC remote is S3, and
+whose two service replicas write one prediction log in PostgreSQL that the monitoring job reads.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from .conftest import render, run
+from .stack import Stack
+from .test_e2e import accepted, cli, edit_params, http, install, prepared_test_rows, serving, stages_run
+
+pytestmark = [pytest.mark.e2e, pytest.mark.stack, pytest.mark.xdist_group("stack")]
+
+REQUESTS = 1000
+
+
+def tracked(stack: Stack, environment: dict[str, str]) -> dict[str, str]:
+    """How a team member's shell is set up: the shared server, the data source, the S3 keys (for DVC)."""
+    return environment | stack.s3_environment() | {"MLFLOW_TRACKING_URI": stack.mlflow_uri}
+
+
+def load_customers(root: Path, database_url: str) -> None:
+    """The project's own sample generator, written to a PostgreSQL table: the sql source's upstream."""
+    code = (
+        "import os, sqlalchemy; from churn_model.sample_data import generate;"
+        "generate('binary_classification', 3000, 7).to_sql("
+        "'customers', sqlalchemy.create_engine(os.environ['DATABASE_URL']), index=False)"
+    )
+    run(["uv", "run", "--frozen", "python", "-c", code], root, env={"DATABASE_URL": database_url})
+
+
+def mlflow_client(stack: Stack):  # type: ignore[no-untyped-def]
+    import mlflow
+
+    return mlflow.MlflowClient(stack.mlflow_uri)
+
+
+def champion(stack: Stack) -> str:
+    return str(mlflow_client(stack).get_model_version_by_alias("churn-model", "champion").version)
+
+
+def test_a_team_project_on_the_shared_stack(tmp_path: Path, stack: Stack) -> None:
+    database_url = stack.postgres_url("warehouse")
+    log_url = stack.postgres_url("predictions")
+    root = render(
+        tmp_path / "churn",
+        tasks=True,
+        data_source="sql",
+        database_url="sqlite:///unused.db",  # the team's URL (with its password) comes from DATABASE_URL
+        query="SELECT * FROM customers",
+        target_column="churned",
+        dvc_remote="s3",
+        dvc_remote_url="s3://dvc/churn-model",
+    )
+    env = tracked(stack, {"DATABASE_URL": database_url})
+    install(root)
+    load_customers(root, database_url)
+    edit_params(root, {"train.tuning.n_trials": 3})
+
+    # dvc repro against the server: the sql source reads PostgreSQL; runs, trials, model and registry on the server.
+    output = run(["uv", "run", "--frozen", "dvc", "repro"], root, env=env).stdout
+    assert {"extract", "train", "accept"} <= set(stages_run(output))
+    assert accepted(root)["registry"]["champion"] == "1"
+    assert not any((root / name).exists() for name in ("mlflow.db", "mlruns", "mlartifacts")), "wrote locally"
+    client = mlflow_client(stack)
+    experiment = client.get_experiment_by_name("churn-model")
+    runs = client.search_runs([experiment.experiment_id], max_results=500)
+    train_runs = [r for r in runs if r.data.tags.get("mlflow.runName") == "train"]
+    assert len(train_runs) == 1
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == train_runs[0].info.run_id]
+    families = json.loads((root / "reports" / "leaderboard.json").read_text())["leaderboard"]
+    assert len(children) == 3 * len(families)
+    rows = stack.query("warehouse", "SELECT count(*) FROM customers")[0][0]
+    assert rows == 3000
+    assert int(train_runs[0].data.params["train_rows"]) > 1000
+    version = client.get_model_version("churn-model", "1")
+    assert version.run_id == train_runs[0].info.run_id
+    stored = stack.s3_keys("mlflow", f"artifacts/{experiment.experiment_id}/")
+    assert any(key.endswith("/MLmodel") for key in stored), stored[:20]
+    assert any(key.endswith("/model.pkl") for key in stored), stored[:20]
+    assert champion(stack) == "1"
+
+    # A changed params key: a second version on the server; promote and rollback there.
+    edit_params(root, {"train.tuning.n_trials": 4})
+    output = run(["uv", "run", "--frozen", "dvc", "repro"], root, env=env).stdout
+    assert "train" in stages_run(output)
+    registry = accepted(root)["registry"]
+    assert registry["version"] == "2"
+    if champion(stack) == "2":
+        assert "rolled back from v2 to v1" in cli(root, "rollback", env=env)
+        assert champion(stack) == "1"
+        assert "champion is now v2 (was v1)" in cli(root, "promote", "2", env=env)
+    else:
+        assert "champion is now v2 (was v1)" in cli(root, "promote", "2", env=env)
+        assert champion(stack) == "2"
+        assert "rolled back from v2 to v1" in cli(root, "rollback", env=env)
+        assert "champion is now v2 (was v1)" in cli(root, "promote", "2", env=env)
+    assert champion(stack) == "2"
+
+    check_two_replicas_log_every_request_once_in_postgresql(root, env | {"SERVE_PREDICTION_LOG_URL": log_url}, stack)
+    check_dvc_on_s3_round_trips(root, tmp_path / "clone", env)
+
+
+def check_two_replicas_log_every_request_once_in_postgresql(root: Path, env: dict[str, str], stack: Stack) -> None:
+    """Two separate service processes, the champion from the server, one log; the monitoring job reads it."""
+    rows = prepared_test_rows(root)
+    replica = env | {"SERVE_MODEL_SOURCE": "registry"}
+    with ExitStack() as replicas:
+        bases = [replicas.enter_context(serving(root, free, **replica)) for free in (free_port(), free_port())]
+        for base in bases:
+            status, info = http("GET", f"{base}/model")
+            assert status == 200
+            assert (info["source"], info["version"]) == ("registry", "2")
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(
+                pool.map(lambda i: http("POST", f"{bases[i % 2]}/predict", rows[i % len(rows)]), range(REQUESTS))
+            )
+    assert [status for status, _ in answers].count(200) == REQUESTS
+    request_ids = {answer["predictions"][0]["request_id"] for _, answer in answers}  # type: ignore[index]
+    assert len(request_ids) == REQUESTS
+    logged = stack.query("predictions", "SELECT count(*), count(DISTINCT request_id) FROM predictions")[0]
+    assert logged == (REQUESTS, REQUESTS)
+    assert {row[0] for row in stack.query("predictions", "SELECT request_id FROM predictions")} == request_ids
+
+    completed = run(["uv", "run", "--frozen", "churn_model", "monitor"], root, check=False, env=env)
+    assert completed.returncode in (0, 3), completed.stdout + completed.stderr
+    last_run = json.loads((root / "reports" / "monitoring" / "last_run.json").read_text())
+    summary = json.loads((root / last_run["report"] / "summary.json").read_text())
+    assert summary["window"]["rows"] == REQUESTS
+    assert summary["window"]["corrupt_rows"] == 0
+    assert list(summary["versions"]) == ["2"]
+    version_checks = summary["versions"]["2"]["checks"]
+    assert not any(check["check"] == "profile" for check in version_checks), version_checks  # fetched via the server
+    assert sum(check["status"] != "n/a" for check in version_checks) > 3, version_checks
+
+
+def check_dvc_on_s3_round_trips(root: Path, clone: Path, env: dict[str, str]) -> None:
+    """`dvc push` to S3, a fresh clone, `dvc pull`: the same model; repro re-reads only the external source."""
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-q", "-m", "pipeline run"], root)
+    run(["uv", "run", "--frozen", "dvc", "push"], root, env=env)
+    run(["git", "clone", "-q", str(root), str(clone)], clone.parent)
+    install(clone)
+    run(["uv", "run", "--frozen", "dvc", "pull"], clone, env=env)
+    model = Path("models") / "model" / "model.pkl"
+    assert (clone / model).read_bytes() == (root / model).read_bytes()
+    output = run(["uv", "run", "--frozen", "dvc", "repro"], clone, env=env).stdout
+    assert stages_run(output) == ["extract"]  # always_changed: the database is outside DVC; the rows are the same
+    assert run(["git", "status", "--porcelain"], clone).stdout == ""
+
+
+def free_port() -> int:
+    from .stack import free_port as any_free_port
+
+    return any_free_port()
+
+
+def test_wrong_s3_keys_are_refused(stack: Stack) -> None:
+    """The S3 endpoint enforces credentials, as the compose stack's does: a wrong key is refused, not ignored."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=stack.s3_endpoint,
+        aws_access_key_id=stack.s3_environment()["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key="not-the-key",
+        region_name="us-east-1",
+    )
+    with pytest.raises(ClientError, match=r"SignatureDoesNotMatch|AccessDenied"):
+        client.list_objects_v2(Bucket="mlflow")
