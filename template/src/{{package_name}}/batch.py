@@ -1,4 +1,4 @@
-"""Batch prediction: score a CSV or Parquet file of any size, chunk by chunk.
+"""Batch prediction: score CSV or Parquet files of any size (a file or a glob), chunk by chunk.
 
 The same model artifact and the same contract as the service: rows that break the
 contract are written to an errors file (row number, reason) instead of failing the file.
@@ -6,6 +6,7 @@ contract are written to an errors file (row number, reason) instead of failing t
 
 from __future__ import annotations
 
+import glob
 import time
 from contextlib import closing
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import StageError
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterable, Iterator
+    from collections.abc import Generator, Sequence
 
     import pandas as pd
 
@@ -22,34 +23,52 @@ if TYPE_CHECKING:
     from .serving.loader import LoadedModel
 
 
-def read_chunks(path: Path, chunk_rows: int) -> Generator[pd.DataFrame]:
-    """The file in frames of at most `chunk_rows` rows, indexed by row number (from 0).
-
-    The file stays open while the generator runs: close the generator (as `predict_file` does)
-    to release it early.
-    """
-    import pandas as pd
-    import pyarrow.parquet as pq
-
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        with pq.ParquetFile(path) as parquet:
-            yield from _numbered(batch.to_pandas() for batch in parquet.iter_batches(batch_size=chunk_rows))
-    elif suffix == ".csv":
-        with pd.read_csv(path, chunksize=chunk_rows) as reader:
-            yield from _numbered(reader)
+def source_files(source: Path) -> list[Path]:
+    """The file, or the files a glob names (`data/part-*.parquet`, `**` for subfolders), sorted: row
+    numbers run on from one file to the next in that order."""
+    pattern = str(source)
+    if any(character in pattern for character in "*?["):
+        files = sorted(Path(name) for name in glob.glob(pattern, recursive=True) if Path(name).is_file())
+        if not files:
+            raise StageError(f"no file matches {pattern}.")
+    elif source.exists():
+        files = [source]
     else:
-        raise StageError(f"{path}: batch prediction reads .csv or .parquet files.")
+        raise StageError(f"{source} not found.")
+    for path in files:
+        if path.suffix.lower() not in (".parquet", ".csv"):
+            raise StageError(f"{path}: batch prediction reads .csv or .parquet files.")
+    return files
 
 
-def _numbered(frames: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+def read_chunks(files: Sequence[Path], chunk_rows: int) -> Generator[pd.DataFrame]:
+    """The files, one after the other, in frames of at most `chunk_rows` rows, indexed by row number
+    (from 0, continuing across files). Only one file is open, and one chunk in memory, at a time.
+
+    Close the generator (as `predict_file` does) to release the open file early.
+    """
     import pandas as pd
 
     offset = 0
-    for frame in frames:
-        frame.index = pd.RangeIndex(offset, offset + len(frame))
-        offset += len(frame)
-        yield frame
+    for path in files:
+        with closing(_file_chunks(path, chunk_rows)) as frames:
+            for frame in frames:
+                frame.index = pd.RangeIndex(offset, offset + len(frame))
+                offset += len(frame)
+                yield frame
+
+
+def _file_chunks(path: Path, chunk_rows: int) -> Generator[pd.DataFrame]:
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    if path.suffix.lower() == ".parquet":
+        with pq.ParquetFile(path) as parquet:
+            for batch in parquet.iter_batches(batch_size=chunk_rows):
+                yield batch.to_pandas()
+    else:
+        with pd.read_csv(path, chunksize=chunk_rows) as reader:
+            yield from reader
 
 
 def prediction_frame(loaded: LoadedModel, features: pd.DataFrame) -> pd.DataFrame:
@@ -106,9 +125,8 @@ class OutputWriter:
 def predict_file(
     source: Path, target: Path, loaded: LoadedModel, contract: Contract, chunk_rows: int
 ) -> dict[str, Any]:
-    """Score `source` into `target`; bad rows go to `<target>.errors.csv`. Returns counts."""
-    if not source.exists():
-        raise StageError(f"{source} not found.")
+    """Score `source` (a file or a glob) into `target`; bad rows go to `<target>.errors.csv`. Returns counts."""
+    files = source_files(source)
     started = time.perf_counter()
     errors_path = target.with_name(target.name + ".errors.csv")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -116,7 +134,7 @@ def predict_file(
     total = rejected = 0
     errors_written = False
     try:
-        with closing(read_chunks(source, chunk_rows)) as chunks:
+        with closing(read_chunks(files, chunk_rows)) as chunks:
             for chunk in chunks:
                 total += len(chunk)
                 features, reasons = contract.check_rows(chunk)

@@ -82,6 +82,32 @@ for _name in STAGES:
     app.command(name=_name.replace("_", "-"))(_stage_command(_name))
 
 
+@app.command(name="tune-worker")
+def tune_worker(
+    worker_id: Annotated[
+        int | None, typer.Option(min=1, help="seeds this worker's sampler with train.seed + ID [default: unseeded]")
+    ] = None,
+    wait: Annotated[float, typer.Option(min=0, help="seconds to wait for train to create each study")] = 600.0,
+    params_file: Annotated[Path, typer.Option("--params", help="the params file")] = Path("params.yaml"),
+) -> None:
+    """Run trials of train's tuning studies from another process or machine.
+
+    Start `train` (with train.tuning.workers or not) and, on each extra machine: the same commit,
+    `dvc pull` done, OPTUNA_STORAGE set to the same database; then run this command. It waits for
+    train to create the studies, runs queued trials until each study holds n_trials, and exits.
+    """
+
+    def run() -> None:
+        from .params import load_params
+        from .paths import Paths
+        from .pipeline.train import work
+
+        result = work(load_params(params_file), Paths(), worker_id=worker_id, wait_seconds=wait)
+        typer.echo(f"tune-worker: {json.dumps(result)}")
+
+    _user_errors_exit_1(run)
+
+
 def _registered_model() -> str:
     from .params import load_params
 
@@ -195,12 +221,13 @@ def check_model() -> None:
 
 @app.command()
 def predict(
-    source: Annotated[Path, typer.Argument(help="CSV or Parquet file of raw rows")],
+    source: Annotated[Path, typer.Argument(help="CSV or Parquet file of raw rows, or a quoted glob of them")],
     target: Annotated[Path, typer.Argument(help="CSV or Parquet file to write predictions to")],
     chunk_rows: Annotated[int, typer.Option(min=1, help="rows per chunk (bounds memory)")] = 100_000,
     model_source: Annotated[ModelSourceOption | None, typer.Option(help=MODEL_SOURCE_HELP)] = None,
 ) -> None:
-    """Batch prediction with the served model; rows that break the contract go to TARGET.errors.csv."""
+    """Batch prediction with the served model, streamed chunk by chunk over one file or a glob (row numbers run on
+    across files); rows that break the contract go to TARGET.errors.csv."""
 
     def run() -> None:
         from .batch import predict_file

@@ -26,6 +26,10 @@ class SampleSource(Section):
 
 class FileSource(Section):
     path: str
+    where: str | None = Field(None, min_length=1)  # an SQL condition on the source's columns, pushed into the scan
+    sample_rows: int | None = Field(None, ge=1)  # keep this many rows (after `where`), drawn with `seed`
+    seed: int = 42
+    memory_limit: str = Field("1GB", pattern=r"^\d+(\.\d+)?\s*(B|[KMGT]i?B)$")  # DuckDB's; beyond it, it spills to disk
 
 
 class SqlSource(Section):
@@ -95,7 +99,10 @@ class TuningParams(Section):
     n_trials: int = Field(8, ge=1)
     timeout: float | None = Field(None, gt=0)  # seconds per candidate; a safety cap
     cv_folds: int = Field(0, ge=0, le=20)  # 0: score on the validation split
-    storage: str | None = None  # None: in memory; or a database URL shared by several machines
+    # None: in memory (a temporary journal file when workers > 1); or a database URL shared by several
+    # machines. The OPTUNA_STORAGE environment variable overrides it (credentials stay out of params.yaml).
+    storage: str | None = None
+    workers: int = Field(1, ge=1, le=64)  # local processes per study: train plus `tune-worker` subprocesses
 
     @model_validator(mode="after")
     def _folds(self) -> TuningParams:

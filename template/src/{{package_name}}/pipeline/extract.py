@@ -1,15 +1,24 @@
-"""Stage extract: read the source (sample, file or SQL) into data/raw/ as Parquet."""
+"""Stage extract: read the source (sample, file or SQL) into data/raw/ as Parquet.
+
+The file source never passes through pandas: DuckDB reads the files, applies `where` and the
+sample inside its scan, appends the feedback rows and writes data/raw itself, within
+`extract.file.memory_limit` (spilling to disk beyond it), so inputs larger than memory extract.
+"""
 
 from __future__ import annotations
 
 import glob
+import math
 import os
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StageError
 from ..files import read_parquet, write_parquet
 
 if TYPE_CHECKING:
+    import duckdb
     import pandas as pd
 
     from ..params import FileSource, Params, SqlSource
@@ -17,46 +26,183 @@ if TYPE_CHECKING:
 
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
-    import pandas as pd
-
     source = params.extract.source
+    feedback = paths.feedback_rows if params.extract.feedback and paths.feedback_rows.exists() else None
+    if source == "file":
+        assert params.extract.file is not None  # checked by Params
+        return extract_files(params.extract.file, paths, feedback)
     if source == "sample":
         from ..sample_data import generate
 
         sample = params.extract.sample
         assert sample is not None  # checked by Params
         frame = generate(params.task, sample.rows, sample.seed, sample.drift)
-    elif source == "file":
-        assert params.extract.file is not None
-        frame = read_files(params.extract.file, paths)
     else:
         assert params.extract.sql is not None
         frame = read_sql(params.extract.sql)
+    return write_frame(frame, source, feedback, paths.raw)
+
+
+def write_frame(frame: pd.DataFrame, source: str, feedback: Path | None, output: Path) -> dict[str, Any]:
+    """The sample and sql sources: rows in memory, plus the labelled feedback rows (the source's columns only)."""
+    import pandas as pd
+
     if frame.empty:
         raise StageError(f"the {source} source returned no rows.")
-    labelled = read_parquet(paths.feedback_rows) if params.extract.feedback and paths.feedback_rows.exists() else None
+    labelled = read_parquet(feedback) if feedback is not None else None
     if labelled is not None:
         frame = pd.concat(
             [frame, labelled[[column for column in frame.columns if column in labelled]]], ignore_index=True
         )
-    write_parquet(frame, paths.raw)
+    write_parquet(frame, output)
     added = 0 if labelled is None else len(labelled)
-    return {"rows": len(frame), "columns": len(frame.columns), "feedback_rows": added, "output": str(paths.raw)}
+    return {"rows": len(frame), "columns": len(frame.columns), "feedback_rows": added, "output": str(output)}
 
 
-def read_files(source: FileSource, paths: Paths) -> pd.DataFrame:
-    """CSV or Parquet files (a path or a glob) through DuckDB, which streams large files."""
+def extract_files(source: FileSource, paths: Paths, feedback: Path | None) -> dict[str, Any]:
+    """CSV or Parquet files (a path or a glob) to data/raw, DuckDB end to end, in bounded memory."""
     import duckdb
 
-    pattern = source.path if os.path.isabs(source.path) else str(paths.root / source.path)
-    files = sorted(glob.glob(pattern))
+    files = matching_files(source.path, paths.root)
+    paths.raw.parent.mkdir(parents=True, exist_ok=True)
+    # Spill files and the partial output live next to data/raw (not in /tmp, often a RAM disk);
+    # data/raw is replaced only once the whole extract has succeeded.
+    with tempfile.TemporaryDirectory(prefix=".extract-", dir=paths.raw.parent) as scratch:
+        # Insertion order kept (DuckDB's default, stated because it matters): the same files give the same
+        # data/raw byte for byte, so DVC re-runs nothing downstream when the rows have not changed.
+        connection = duckdb.connect(
+            config={"memory_limit": source.memory_limit, "temp_directory": scratch, "preserve_insertion_order": True}
+        )
+        with connection:
+            columns = source_columns(connection, files, source.path)
+            scan = f"FROM {reader(files)} AS source_row" + (f" WHERE ({source.where})" if source.where else "")
+            check_where(connection, scan, source.where)
+            partial = Path(scratch) / paths.raw.name
+            try:
+                matching = count(connection, f"SELECT count(*) {scan}")  # from the footers alone without `where`
+                if not matching:
+                    condition = f" where {source.where}" if source.where else ""
+                    raise StageError(f"the file source returned no rows{condition} (extract.file).")
+                query = source_query(columns, scan, source, matching)
+                added = 0
+                if feedback is not None:
+                    query, added = with_feedback(connection, query, columns, feedback)
+                rows = count(connection, f"COPY ({query}) TO {quoted(str(partial))} (FORMAT parquet)")
+            except duckdb.Error as error:
+                raise StageError(f"cannot extract {source.path}: {first_line(error)}") from None
+        os.replace(partial, paths.raw)
+    return {
+        "rows": rows,
+        "columns": len(columns),
+        "source_rows": matching,  # rows that pass `where`, before the sample
+        "feedback_rows": added,
+        "output": str(paths.raw),
+    }
+
+
+def matching_files(pattern: str, root: Path) -> list[str]:
+    """The files `extract.file.path` names, sorted (a fixed order keeps the output identical between runs)."""
+    absolute = pattern if os.path.isabs(pattern) else str(root / pattern)
+    files = sorted(glob.glob(absolute, recursive=True))
     if not files:
-        raise StageError(f"no file matches extract.file.path {source.path!r}.")
-    reader = "read_parquet" if pattern.lower().endswith(".parquet") else "read_csv_auto"
+        raise StageError(f"no file matches extract.file.path {pattern!r}.")
+    return files
+
+
+def source_columns(connection: duckdb.DuckDBPyConnection, files: list[str], path: str) -> dict[str, str]:
+    """Column name -> DuckDB type of the source, read from the files' headers or footers only."""
+    import duckdb
+
     try:
-        return duckdb.execute(f"SELECT * FROM {reader}(?)", [files]).df()
+        described = connection.execute(f"DESCRIBE SELECT * FROM {reader(files)}").fetchall()
     except duckdb.Error as error:
-        raise StageError(f"cannot read {source.path}: {error}") from None
+        raise StageError(f"cannot read extract.file.path {path!r}: {first_line(error)}") from None
+    return {str(name): str(kind) for name, kind, *_ in described}
+
+
+def reader(files: list[str]) -> str:
+    function = "read_parquet" if all(name.lower().endswith(".parquet") for name in files) else "read_csv_auto"
+    return f"{function}([{', '.join(quoted(name) for name in files)}])"
+
+
+def source_query(columns: dict[str, str], scan: str, source: FileSource, matching: int) -> str:
+    """One SELECT over the scan (`where` included), sampled when `sample_rows` asks for fewer than `matching` rows.
+
+    The sample keeps the `sample_rows` rows with the smallest hash of (row, seed): unlike DuckDB's
+    reservoir sample, repeatable with any number of threads (DVC needs identical outputs), and a row
+    stays in or out when files are added, renamed or reordered. Identical rows share their fate.
+    """
+    # Decimals become floats, as pandas and the rest of the pipeline expect numbers to be.
+    selected = ", ".join(
+        f"CAST({identifier(name)} AS DOUBLE) AS {identifier(name)}" if kind.startswith("DECIMAL") else identifier(name)
+        for name, kind in columns.items()
+    )
+    query = f"SELECT {selected} {scan}"
+    wanted = source.sample_rows
+    if wanted is None or wanted >= matching:
+        return query
+    key = f"hash(source_row, {int(source.seed)})"
+    # Only rows whose key falls in the lowest share of the hash range reach the sort, a share sized so
+    # that at least `wanted` rows pass but for a 1-in-10^15 chance: the sort stays small (and in memory)
+    # however many rows the scan reads. Ties (hash collisions) are broken by the row itself.
+    threshold = key_threshold(wanted, matching)
+    where = "AND" if source.where else "WHERE"
+    return f"{query} {where} {key} <= {threshold} ORDER BY {key}, source_row LIMIT {int(wanted)}"
+
+
+def key_threshold(wanted: int, matching: int) -> int:
+    """The largest 64-bit hash kept so that about `wanted` + 8 standard deviations of `matching` rows pass."""
+    share = min(1.0, (wanted + 8 * math.sqrt(wanted) + 50) / matching)
+    return min(2**64 - 1, int(share * 2**64))
+
+
+def count(connection: duckdb.DuckDBPyConnection, statement: str) -> int:
+    """The number a COUNT or a COPY statement returns."""
+    row = connection.execute(statement).fetchone()
+    return int(row[0]) if row else 0
+
+
+def check_where(connection: duckdb.DuckDBPyConnection, scan: str, where: str | None) -> None:
+    """A bad `where` is reported as such, before any row is read."""
+    import duckdb
+
+    if where is None:
+        return
+    query = f"SELECT * {scan}"
+    try:
+        if len(duckdb.extract_statements(query)) != 1:
+            raise StageError(f"extract.file.where must be one SQL condition, not {where!r}.")
+        connection.execute(f"DESCRIBE {query}")
+    except duckdb.Error as error:
+        problem = first_line(error)
+        raise StageError(f"extract.file.where {where!r} is not a condition on the source: {problem}") from None
+
+
+def with_feedback(
+    connection: duckdb.DuckDBPyConnection, query: str, columns: dict[str, str], feedback: Path
+) -> tuple[str, int]:
+    """The query plus the labelled feedback rows, on the source's columns (missing ones left empty), and their count."""
+    labelled = f"read_parquet({quoted(str(feedback))})"
+    present = {str(row[0]) for row in connection.execute(f"DESCRIBE SELECT * FROM {labelled}").fetchall()}
+    shared = [identifier(name) for name in columns if name in present]
+    added = count(connection, f"SELECT count(*) FROM {labelled}")
+    if not shared or not added:
+        return query, 0
+    return f"({query}) UNION ALL BY NAME (SELECT {', '.join(shared)} FROM {labelled})", added
+
+
+def quoted(text: str) -> str:
+    """An SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def identifier(name: str) -> str:
+    """An SQL identifier, whatever characters the column name has."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0]
 
 
 def read_sql(source: SqlSource) -> pd.DataFrame:

@@ -7,6 +7,7 @@ with its reference profile (models/model/profile.json), which monitoring compare
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -20,39 +21,131 @@ from ..files import read_parquet, write_json
 from ..metrics import HIGHER_IS_BETTER
 from ..monitoring.profile import build_profile
 from ..schema import load_contract
-from ..tracking import lineage_tags, prepared_data_hash, start_run, tracking_enabled
-from ..tuning import CandidateResult, TuningData, fit_model, tune
+from ..tracking import lineage_tags, start_run, tracking_enabled
+from ..tuning import (
+    STUDY_UID,
+    CandidateResult,
+    TuningData,
+    check_reachable,
+    code_version,
+    create_study,
+    fit_model,
+    join_study,
+    make_objective,
+    open_storage,
+    refuse_sqlite,
+    run_queued,
+    running_wait_seconds,
+    shared_storage,
+    storage_url,
+    study_name,
+    study_result,
+    thread_limit,
+    wait_for_running,
+    worker_processes,
+)
 
 if TYPE_CHECKING:
+    import optuna
+
     from ..params import Params
     from ..paths import Paths
 
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
-    unknown = sorted(set(params.train.candidates) - set(FAMILIES))
-    if unknown:
-        raise StageError(f"train.candidates has unknown families {unknown}; this project has {', '.join(FAMILIES)}.")
-    data = TuningData(
-        contract=load_contract(paths.schema),
-        train=read_parquet(paths.split("train")),
-        validation=read_parquet(paths.split("validation")),
-        task=params.task,
-        metric=params.train.primary_metric,
-    )
+    data = tuning_data(params, paths)
     if tracking_enabled():
         with start_run(params.mlflow.experiment, run_name="train") as active:
             return train_and_log(params, paths, data, active.info.run_id)
     return train_and_log(params, paths, data, None)
 
 
+def tuning_data(params: Params, paths: Paths) -> TuningData:
+    """What every trial needs, as train and every tune-worker read it."""
+    unknown = sorted(set(params.train.candidates) - set(FAMILIES))
+    if unknown:
+        raise StageError(f"train.candidates has unknown families {unknown}; this project has {', '.join(FAMILIES)}.")
+    return TuningData(
+        contract=load_contract(paths.schema),
+        train=read_parquet(paths.split("train")),
+        validation=read_parquet(paths.split("validation")),
+        task=params.task,
+        metric=params.train.primary_metric,
+    )
+
+
+def data_version(paths: Paths) -> str:
+    """A hash of the splits trials read: what tuning saw, even when prepare ran outside DVC."""
+    digest = hashlib.sha256()
+    for name in ("train", "validation"):
+        with paths.split(name).open("rb") as file:
+            digest.update(hashlib.file_digest(file, "sha256").digest())
+    return digest.hexdigest()
+
+
+def study_names(params: Params, paths: Paths) -> dict[str, str]:
+    """One study per family; train and every worker derive the same names from the same checkout."""
+    data, code = data_version(paths), code_version(paths.schema)
+    return {family: study_name(params, family, data, code) for family in params.train.candidates}
+
+
+def tune_candidates(
+    params: Params, paths: Paths, data: TuningData, logger: TrialLogger | None
+) -> list[CandidateResult]:
+    """Tune every family: studies created here first, then `workers - 1` tune-worker processes join
+    while this process tunes too. Trials other processes ran are logged at the end, each once."""
+    tuning = params.train.tuning
+    names = study_names(params, paths)
+    log_trial = logger.log if logger is not None else None
+    with shared_storage(tuning) as url:
+        storage = open_storage(url)
+        studies = {family: create_study(names[family], storage, data.metric, params.train) for family in names}
+        seconds: dict[str, float] = {}
+        started_all = time.perf_counter()  # worker start-up included: what a user waits for
+        with worker_processes(tuning.workers - 1, url, params, paths.root), thread_limit(tuning.workers):
+            for family, space in params.train.candidates.items():
+                print(f"Tuning {family} ({tuning.n_trials} trials, {data.metric}, study {names[family]}):", flush=True)
+                started = time.perf_counter()
+                objective = make_objective(family, space, data, params.train)
+                run_queued(studies[family], storage, objective, tuning, (family, data.metric), log_trial)
+                seconds[family] = time.perf_counter() - started
+        print(
+            f"Tuned {tuning.n_trials * len(names)} trials in {time.perf_counter() - started_all:.2f} s"
+            f" ({tuning.workers} worker process{'es' if tuning.workers > 1 else ''}).",
+            flush=True,
+        )
+        results = []
+        for family, space in params.train.candidates.items():
+            if url is not None:  # trials of workers on other machines may still be running
+                wait_for_running(studies[family], running_wait_seconds(tuning))
+            results.append(study_result(studies[family], family, space, seconds[family]))
+            if logger is not None:
+                logger.log_rest(family, studies[family], persistent=storage_url(tuning.storage) is not None)
+    return results
+
+
+def work(params: Params, paths: Paths, worker_id: int | None = None, wait_seconds: float = 600.0) -> dict[str, Any]:
+    """A tune-worker: join train's studies (same checkout and data) and run trials until each holds n_trials."""
+    url = storage_url(params.train.tuning.storage)
+    if url is None:
+        raise StageError(
+            "a tune-worker needs the storage train uses: set OPTUNA_STORAGE (or train.tuning.storage) to its URL."
+        )
+    data = tuning_data(params, paths)
+    refuse_sqlite(url)
+    check_reachable(url)
+    seed = None if worker_id is None else params.train.seed + worker_id  # workers must not propose alike
+    ran: dict[str, int] = {}
+    for family, name in study_names(params, paths).items():
+        study, storage = join_study(name, url, seed, wait_seconds)
+        objective = make_objective(family, params.train.candidates[family], data, params.train)
+        ran[family] = run_queued(study, storage, objective, params.train.tuning, (family, data.metric))
+    return {"trials": ran}
+
+
 def train_and_log(params: Params, paths: Paths, data: TuningData, run_id: str | None) -> dict[str, Any]:
-    log_trial = child_run_logger(run_id) if run_id else None
-    data_hash = prepared_data_hash(paths.root)[:8]
-    results = []
-    for family, space in params.train.candidates.items():
-        print(f"Tuning {family} ({params.train.tuning.n_trials} trials, {data.metric}):", flush=True)
-        study_name = f"{params.mlflow.experiment}-{family}-{data_hash}"
-        results.append(tune(family, space, data, params.train, study_name, log_trial))
+    logger = TrialLogger(run_id) if run_id else None
+    results = tune_candidates(params, paths, data, logger)
     leaderboard = rank(results, data.metric)
     winner = leaderboard[0]
     print(f"Winner: {winner.family} with {data.metric}={winner.best_score:.4f}", flush=True)
@@ -121,7 +214,10 @@ def log_winner(model: Any, data: TuningData, params: Params, paths: Paths, logge
     import mlflow.sklearn
 
     leaderboard, winner = logged.leaderboard, logged.leaderboard[0]
-    mlflow.set_tags(lineage_tags(paths.root) | {"stage": "train", "task": params.task, "winner": winner.family})
+    studies = {f"optuna_study_{result.family}": result.study for result in leaderboard if result.study}
+    mlflow.set_tags(
+        lineage_tags(paths.root) | studies | {"stage": "train", "task": params.task, "winner": winner.family}
+    )
     mlflow.log_params(
         {"winner": winner.family, "seed": params.train.seed, "train_rows": len(data.train)}
         | {f"tuning.{key}": value for key, value in params.train.tuning.model_dump().items()}
@@ -141,32 +237,78 @@ def log_winner(model: Any, data: TuningData, params: Params, paths: Paths, logge
     return info.model_uri
 
 
-def child_run_logger(parent_run_id: str) -> Any:
-    """Log each tuning trial as a child run, through the client: far cheaper than fluent runs."""
-    from mlflow.entities import Metric, Param
-    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+class TrialLogger:
+    """Each tuning trial as one MLflow child run of the training run, whichever worker ran it.
 
-    client = tracking.client()
-    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    Trials this process runs are logged as they finish; the others after all workers are done.
+    Children carry the study's name and uid, so a study reused from a persistent storage is
+    not logged twice: its trials already have their child runs, under the run that tuned them.
+    Through the client: far cheaper than fluent runs.
+    """
 
-    def log_trial(family: str, number: int, trial_params: dict, metrics: dict[str, float], state: str) -> None:
-        child = client.create_run(
-            experiment_id,
-            tags={MLFLOW_PARENT_RUN_ID: parent_run_id, MLFLOW_RUN_NAME: f"{family}-{number}", "family": family},
-        )
-        now = int(time.time() * 1000)
-        client.log_batch(
+    def __init__(self, parent_run_id: str) -> None:
+        self.client = tracking.client()
+        self.parent_run_id = parent_run_id
+        self.experiment_id = self.client.get_run(parent_run_id).info.experiment_id
+        self.logged: set[tuple[str, int]] = set()
+
+    def log(self, family: str, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        from mlflow.entities import Metric, Param
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+        uid = str(study.user_attrs.get(STUDY_UID, study.study_name))
+        if (uid, trial.number) in self.logged:
+            return
+        started, ended = (_millis(moment) for moment in (trial.datetime_start, trial.datetime_complete))
+        tags = {
+            MLFLOW_PARENT_RUN_ID: self.parent_run_id,
+            MLFLOW_RUN_NAME: f"{family}-{trial.number}",
+            "family": family,
+            "optuna_study": study.study_name,
+            "optuna_study_uid": uid,
+            "optuna_trial": str(trial.number),
+            "tuning_worker": str(trial.user_attrs.get("worker", "")),
+        }
+        child = self.client.create_run(self.experiment_id, start_time=started, tags=tags)
+        metrics = trial.user_attrs.get("metrics", {})
+        self.client.log_batch(
             child.info.run_id,
-            metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
+            metrics=[Metric(key, float(value), ended or started or 0, 0) for key, value in metrics.items()],
             params=[
                 Param(key, json.dumps(value) if not isinstance(value, str) else value)
-                for key, value in trial_params.items()
+                for key, value in trial.params.items()
             ]
             + [Param("family", family)],
         )
-        client.set_terminated(child.info.run_id, status="FINISHED" if state == "complete" else "KILLED")
+        status = "FINISHED" if trial.state.name == "COMPLETE" else "KILLED"
+        self.client.set_terminated(child.info.run_id, status=status, end_time=ended)
+        self.logged.add((uid, trial.number))
 
-    return log_trial
+    def log_rest(self, family: str, study: optuna.Study, persistent: bool) -> None:
+        """Log the finished trials not logged yet (run by other workers, or before, in a resumed study)."""
+        uid = str(study.user_attrs.get(STUDY_UID, study.study_name))
+        if persistent:
+            self.logged |= {(uid, number) for number in self._numbers_in_store(uid)}
+        for trial in study.get_trials(deepcopy=False):
+            if trial.state.is_finished():
+                self.log(family, study, trial)
+
+    def _numbers_in_store(self, uid: str) -> set[int]:
+        """Trial numbers of a study that already have child runs in the tracking store."""
+        numbers: set[int] = set()
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], f"tags.optuna_study_uid = '{uid}'", max_results=1000, page_token=token
+            )
+            numbers |= {int(run.data.tags["optuna_trial"]) for run in page if "optuna_trial" in run.data.tags}
+            token = page.token
+            if not token:
+                return numbers
+
+
+def _millis(moment: Any) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
 
 
 def pinned_requirements() -> list[str]:
