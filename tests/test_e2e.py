@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .bigdata import set_params
 from .conftest import REPO, project_env, render, run
 
 pytestmark = pytest.mark.e2e
@@ -181,15 +182,7 @@ def check_a_params_change_reruns_only_downstream_stages(root: Path) -> None:
 
 def edit_params(root: Path, change: dict, commit: bool = True) -> None:
     """Change params.yaml and commit it, as a reviewed change (uncommitted ones never make a champion)."""
-    params_file = root / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
-    for dotted, value in change.items():
-        *parents, key = dotted.split(".")
-        section = params
-        for parent in parents:
-            section = section[parent]
-        section[key] = value
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(root, change)
     if commit and (root / ".git").exists():
         run(["git", "commit", "-q", "--allow-empty", "-m", "params", "--", "params.yaml"], root)
 
