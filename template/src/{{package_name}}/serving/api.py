@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -75,8 +76,16 @@ def problem(status: int, detail: str, errors: list[dict[str, Any]] | None = None
 
 
 def invalid(errors: Sequence[Any], detail: str) -> JSONResponse:
-    """A 422 with pydantic's errors reduced to what a client needs: where, what, which rule (never the value sent)."""
-    shaped = [{"loc": [str(part) for part in item["loc"]], "msg": item["msg"], "type": item["type"]} for item in errors]
+    """A 422 with pydantic's errors reduced to what a client needs: where, what, which rule (never the value sent).
+
+    A location is the path to the value at fault: field names, and list positions as numbers (["age"] for one
+    record, [2, "age"] for the third record of a batch); ["body"] for the body as a whole.
+    """
+    shaped = [
+        {"loc": [part if isinstance(part, int) else str(part) for part in item["loc"]] or ["body"]}
+        | {"msg": item["msg"], "type": item["type"]}
+        for item in errors
+    ]
     return problem(422, detail, shaped)
 
 
@@ -95,7 +104,41 @@ class RequestRefusedError(Exception):
         self.fields = fields or ["body"]
 
 
-async def json_payload(request: Request, adapter: TypeAdapter[Any], limit: int) -> Any:
+class JsonValidator(Protocol):
+    """What `json_payload` validates a body with: a pydantic TypeAdapter, or `OneOrMany`."""
+
+    def validate_json(self, data: bytes, /) -> Any: ...
+
+
+class OneOrMany:
+    """Validates a body that is one record (a JSON object) or a list of them, as the body's own shape says.
+
+    A union adapter (`Record | list[Record]`) tries both shapes and reports the failure of each: a bad field
+    of one record comes back with a spurious "Input should be a valid array" beside it. Choosing the shape
+    from the body's first character gives exactly one error per violation, located at the field.
+    """
+
+    def __init__(self, record: type[BaseModel]) -> None:
+        self.one: TypeAdapter[Any] = TypeAdapter(record)
+        self.many: TypeAdapter[Any] = TypeAdapter(list[record])  # type: ignore[valid-type]  # a model built at run time
+
+    def validate_json(self, data: bytes, /) -> Any:
+        start = data.lstrip(b" \t\r\n")[:1]
+        if start == b"[":
+            return self.many.validate_json(data)
+        try:
+            return self.one.validate_json(data)
+        except ValidationError as error:
+            if start == b"{" or any(item["type"] == "json_invalid" for item in error.errors()):
+                raise
+            # Valid JSON, but neither an object nor a list: name both shapes the body may take.
+            shape = PydanticCustomError("body_type", "the body must be one record (an object) or a list of records")
+            raise ValidationError.from_exception_data(
+                error.title, [{"type": shape, "loc": (), "input": None}]
+            ) from None
+
+
+async def json_payload(request: Request, adapter: JsonValidator, limit: int) -> Any:
     """The body parsed and validated straight from its bytes by `adapter`.
 
     Raises RequestRefusedError: 415 for a body declared as another media type than JSON (no Content-Type
@@ -121,7 +164,7 @@ def fields_at_fault(errors: Sequence[Any]) -> list[str]:
     """The request fields named in validation errors (the last text part of each location), each once."""
     fields: list[str] = []
     for error in errors:
-        names = [part for part in error["loc"] if isinstance(part, str) and part not in ("Record", "list[Record]")]
+        names = [part for part in error["loc"] if isinstance(part, str)]
         field = names[-1] if names else "body"
         if field not in fields:
             fields.append(field)
