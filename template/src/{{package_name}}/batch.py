@@ -2,6 +2,8 @@
 
 The same model artifact and the same contract as the service: rows that break the
 contract are written to an errors file (row number, reason) instead of failing the file.
+The output keeps the caller's columns that are not features (an ID, a timestamp, the label)
+beside the predictions, and names the model version that made them in a `model_version` column.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import StageError
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Sequence
+    from collections.abc import Collection, Generator, Sequence
 
     import pandas as pd
 
@@ -41,24 +43,28 @@ def source_files(source: Path) -> list[Path]:
     return files
 
 
-def read_chunks(files: Sequence[Path], chunk_rows: int) -> Generator[pd.DataFrame]:
+def read_chunks(
+    files: Sequence[Path], chunk_rows: int, features: Collection[str] | None = None
+) -> Generator[pd.DataFrame]:
     """The files, one after the other, in frames of at most `chunk_rows` rows, indexed by row number
     (from 0, continuing across files). Only one file is open, and one chunk in memory, at a time.
 
+    With `features`, a CSV's other columns are read as text, exactly as written: an ID keeps its
+    leading zeros, and a column cannot change type from one chunk to the next.
     Close the generator (as `predict_file` does) to release the open file early.
     """
     import pandas as pd
 
     offset = 0
     for path in files:
-        with closing(_file_chunks(path, chunk_rows)) as frames:
+        with closing(_file_chunks(path, chunk_rows, features)) as frames:
             for frame in frames:
                 frame.index = pd.RangeIndex(offset, offset + len(frame))
                 offset += len(frame)
                 yield frame
 
 
-def _file_chunks(path: Path, chunk_rows: int) -> Generator[pd.DataFrame]:
+def _file_chunks(path: Path, chunk_rows: int, features: Collection[str] | None) -> Generator[pd.DataFrame]:
     import pandas as pd
     import pyarrow.parquet as pq
 
@@ -67,7 +73,11 @@ def _file_chunks(path: Path, chunk_rows: int) -> Generator[pd.DataFrame]:
             for batch in parquet.iter_batches(batch_size=chunk_rows):
                 yield batch.to_pandas()
     else:
-        with pd.read_csv(path, chunksize=chunk_rows) as reader:
+        text: dict[str, Any] = {}
+        if features is not None:
+            header = pd.read_csv(path, nrows=0).columns
+            text = {name: str for name in header if name not in features}
+        with pd.read_csv(path, chunksize=chunk_rows, dtype=text or None) as reader:
             yield from reader
 
 
@@ -82,6 +92,32 @@ def prediction_frame(loaded: LoadedModel, features: pd.DataFrame) -> pd.DataFram
     classes = np.asarray(loaded.classes, dtype=object)
     frame = pd.DataFrame(proba, index=features.index, columns=[f"probability_{label}" for label in loaded.classes])
     frame.insert(0, "prediction", classes[proba.argmax(axis=1)])
+    return frame
+
+
+def output_columns(loaded: LoadedModel) -> list[str]:
+    """The columns batch prediction adds to the caller's: the row number first, the rest after theirs."""
+    return ["row", "prediction", *(f"probability_{label}" for label in loaded.classes), "model_version"]
+
+
+def kept_columns(chunk: pd.DataFrame, contract: Contract, loaded: LoadedModel) -> list[str]:
+    """The caller's columns that are not features, kept beside the predictions; refused if one would be overwritten."""
+    kept = [str(name) for name in chunk.columns if name not in contract.feature_names]
+    clash = [name for name in kept if name in output_columns(loaded)]
+    if clash:
+        raise StageError(
+            f"the input has column {', '.join(clash)}, which batch prediction writes: rename it in the input."
+        )
+    return kept
+
+
+def output_frame(loaded: LoadedModel, chunk: pd.DataFrame, features: pd.DataFrame, kept: list[str]) -> pd.DataFrame:
+    """Valid rows: the caller's kept columns, then the predictions and the model version that made them."""
+    import pandas as pd
+
+    predictions = prediction_frame(loaded, features)
+    frame = pd.concat([chunk.loc[features.index, kept], predictions], axis=1)
+    frame["model_version"] = loaded.version
     return frame
 
 
@@ -109,13 +145,14 @@ class OutputWriter:
             self._parquet.write_table(table.cast(self._parquet.schema))
         self._rows += len(frame)
 
-    def close(self) -> None:
+    def close(self, columns: Sequence[str] = ("row", "prediction")) -> None:
+        """Finish the file; with no valid row, still leave a well-formed, empty one with `columns`."""
         import pandas as pd
 
         if self._parquet is not None:
             self._parquet.close()
-        elif not self._rows:  # no valid row: still leave a well-formed, empty file
-            empty = pd.DataFrame({"row": pd.Series(dtype="int64"), "prediction": pd.Series(dtype=object)})
+        elif not self._rows:
+            empty = pd.DataFrame({name: pd.Series(dtype="int64" if name == "row" else object) for name in columns})
             if self.path.suffix.lower() == ".csv":
                 empty.to_csv(self.path, index=False)
             else:
@@ -125,7 +162,10 @@ class OutputWriter:
 def predict_file(
     source: Path, target: Path, loaded: LoadedModel, contract: Contract, chunk_rows: int
 ) -> dict[str, Any]:
-    """Score `source` (a file or a glob) into `target`; bad rows go to `<target>.errors.csv`. Returns counts."""
+    """Score `source` (a file or a glob) into `target`; bad rows go to `<target>.errors.csv`.
+
+    Returns counts, the files written, the caller's columns kept and the model version that predicted.
+    """
     files = source_files(source)
     started = time.perf_counter()
     errors_path = target.with_name(target.name + ".errors.csv")
@@ -133,13 +173,22 @@ def predict_file(
     writer = OutputWriter(target)
     total = rejected = 0
     errors_written = False
+    kept: list[str] | None = None
     try:
-        with closing(read_chunks(files, chunk_rows)) as chunks:
+        with closing(read_chunks(files, chunk_rows, contract.feature_names)) as chunks:
             for chunk in chunks:
+                if kept is None:  # the first file's columns decide; a later file lacking one is refused below
+                    kept = kept_columns(chunk, contract, loaded)
+                missing = [name for name in kept if name not in chunk.columns]
+                if missing:
+                    raise StageError(
+                        f"from row {chunk.index[0]} on, the input has no column {', '.join(missing)}, which its first"
+                        " rows have: give every file the same columns."
+                    )
                 total += len(chunk)
                 features, reasons = contract.check_rows(chunk)
                 if len(features):
-                    writer.write(prediction_frame(loaded, features))
+                    writer.write(output_frame(loaded, chunk, features, kept))
                 if len(reasons):
                     rejected += len(reasons)
                     reasons.rename("reason").rename_axis("row").to_frame().to_csv(
@@ -147,7 +196,8 @@ def predict_file(
                     )
                     errors_written = True
     finally:
-        writer.close()
+        columns = output_columns(loaded)
+        writer.close([columns[0], *(kept or []), *columns[1:]])
     if not errors_written:
         errors_path.unlink(missing_ok=True)
     return {
@@ -156,5 +206,9 @@ def predict_file(
         "rejected": rejected,
         "output": str(target),
         "errors": str(errors_path) if errors_written else None,
+        "kept_columns": kept or [],
+        "model": loaded.name,
+        "model_version": loaded.version,
+        "model_source": loaded.source,
         "seconds": round(time.perf_counter() - started, 3),
     }

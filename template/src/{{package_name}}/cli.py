@@ -239,9 +239,22 @@ def predict(
         params = load_params(config.paths.params)
         loaded = load_model(config, params.task, params.mlflow.registered_model)
         result = predict_file(source, target, loaded, load_contract(config.paths.schema), chunk_rows)
-        typer.echo(json.dumps(result))
+        typer.echo(predict_summary(result))
 
     _user_errors_exit_1(run)
+
+
+def predict_summary(result: dict[str, Any]) -> str:
+    """One line: how many rows, by which model version, into which file, what was kept and what refused."""
+    line = (
+        f"predict: {result['predicted']} of {result['rows']} rows predicted by {result['model']} version"
+        f" {result['model_version']} ({result['model_source']}) into {result['output']}"
+    )
+    if result["kept_columns"]:
+        line += f", beside your columns {', '.join(result['kept_columns'])}"
+    if result["rejected"]:
+        line += f"; {result['rejected']} refused (reasons in {result['errors']})"
+    return line + f" in {result['seconds']:.1f} s."
 
 
 @app.command()
