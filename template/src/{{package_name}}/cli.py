@@ -339,8 +339,9 @@ def simulate(
 
 
 def _simulation_base(seed: int, scenario: Scenario) -> tuple[Params, Contract, pd.DataFrame, Scenario]:
-    """Rows to draw traffic from (fresh sample data for the sample source, else the test split), and the
-    part of the scenario still to apply to them."""
+    """Rows to draw traffic from, and the part of the scenario still to apply to them: fresh sample data for
+    the sample source; else the training split, the distribution the model's reference profile describes
+    (a test split of a small data set, resampled into thousands of rows, looks drifted by itself)."""
     from .files import read_parquet
     from .monitoring.simulate import sample_base, scenario_features
     from .params import load_params
@@ -352,7 +353,7 @@ def _simulation_base(seed: int, scenario: Scenario) -> tuple[Params, Contract, p
     scenario_features(contract, scenario)  # a wrong argument is reported before any data is read
     if params.extract.source == "sample":
         return params, contract, *sample_base(params.task, contract, 20_000, seed + 1, scenario)
-    return params, contract, read_parquet(paths.split("test")), scenario
+    return params, contract, read_parquet(paths.split("train")), scenario
 
 
 def _serving_config(model_source: ModelSourceOption | None) -> ServingConfig:

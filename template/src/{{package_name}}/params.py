@@ -25,7 +25,8 @@ class SampleSource(Section):
 
 
 class FileSource(Section):
-    path: str
+    path: str  # a file, or a folder with `pattern`; dvc.yaml reads it too (its one home)
+    pattern: str | None = Field(None, min_length=1)  # in the folder `path`: the files to read (*.csv, **/*.parquet)
     where: str | None = Field(None, min_length=1)  # an SQL condition on the source's columns, pushed into the scan
     sample_rows: int | None = Field(None, ge=1)  # keep this many rows (after `where`), drawn with `seed`
     seed: int = 42
@@ -37,9 +38,14 @@ class SqlSource(Section):
     query: str
 
 
+# What real exports write for a missing value: R (NA), Excel (#N/A), databases (NULL, empty), SAS (.) ...
+MISSING_MARKERS = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", ".", "?", "-", "#N/A")
+
+
 class ExtractParams(Section):
     source: Literal["sample", "file", "sql"]
     feedback: bool = True  # add labelled production rows (data/feedback, from `monitor --retrain`)
+    missing_values: list[str] = Field(default_factory=lambda: list(MISSING_MARKERS))  # read as missing, whole cell
     sample: SampleSource | None = None
     file: FileSource | None = None
     sql: SqlSource | None = None
@@ -149,6 +155,7 @@ class EvaluateParams(Section):
 class FeatureRules(Section):
     keep: list[str] = Field(default_factory=list)  # features kept on purpose although not shown beneficial
     max_time_share: float = Field(0.9, gt=0.0, le=1.0)  # the most of predict time one feature may cost
+    enforce: bool = False  # false: benefit and cost are findings in the verdict; true: they refuse the model
 
 
 class SliceRules(Section):

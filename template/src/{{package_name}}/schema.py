@@ -9,14 +9,13 @@ Adding a kind means adding one class here and registering it in `column_from_dic
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .errors import StageError
-from .files import plain, read_yaml
+from .files import read_yaml
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,6 +57,12 @@ class Column(ABC):
     def rule(self) -> str:
         """The rule in words, for a rejected row: 'age: not a number in [18, 90]'."""
 
+    def problems(self, values: pd.Series, bad: pd.Series) -> pd.Series:
+        """Why each bad row breaks the rule (`values` as `conform` gave them): the rule, unless the kind says more."""
+        import pandas as pd
+
+        return pd.Series(self.rule(), index=bad[bad].index, dtype=object)
+
     @abstractmethod
     def annotation(self) -> Any:
         """The pydantic type of one valid value (an API field, a feedback label)."""
@@ -84,6 +89,12 @@ class Column(ABC):
         """The type of this column in a request: None is allowed where values may be missing."""
         annotation = self.annotation()
         return annotation | None if self.max_missing else annotation
+
+    def request_array(self, values: list[Any]) -> np.ndarray:
+        """Validated request values (None for missing) as the model sees them."""
+        import numpy as np
+
+        return np.array([np.nan if value is None else value for value in values], dtype=self.model_dtype)
 
     def model_values(self, values: pd.Series) -> np.ndarray:
         """Already valid values as the model sees them: float64, or objects with NaN for missing (never None)."""
@@ -126,6 +137,18 @@ class NumericColumn(Column):
 
     def rule(self) -> str:
         return f"{self.name}: not a number in [{self.minimum:g}, {self.maximum:g}]"
+
+    def problems(self, values: pd.Series, bad: pd.Series) -> pd.Series:
+        """'age: not a number' for text, 'age: 85 is out of range [19, 79]' for a number past a bound."""
+        import numpy as np
+        import pandas as pd
+
+        found = values[bad]
+        outside = found.map(
+            lambda value: f"{self.name}: {value:g} is out of range [{self.minimum:g}, {self.maximum:g}]"
+        )
+        reasons = np.where(found.isna() | ~np.isfinite(found.fillna(0)), f"{self.name}: not a number", outside)
+        return pd.Series(reasons, index=found.index, dtype=object)
 
     def annotation(self) -> Any:
         from typing import Annotated
@@ -196,6 +219,61 @@ class IntegerCategoricalColumn(CategoricalColumn):
         return Annotated[Literal[tuple(self.categories)], BeforeValidator(_not_a_boolean)]
 
 
+@dataclass(frozen=True, kw_only=True)
+class DatetimeColumn(Column):
+    """A date or a timestamp: ISO 8601 text ("2024-05-31", "2024-05-31T14:05:00"), or a date value in a file.
+
+    The model sees seconds since 1970-01-01 (UTC; a time without a zone is taken as UTC) and derives
+    its calendar features from them inside the artifact (features.DateParts), so the service and batch
+    prediction get them from the same Pipeline. Any real date is valid: monitoring watches for unusual ones.
+    """
+
+    kind = "datetime"
+    check_name = "is_datetime"
+    model_dtype = "float64"
+
+    def conform(self, raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+        values = _epoch_seconds(raw)
+        return values, raw.notna() & values.isna()
+
+    def rule(self) -> str:
+        return f"{self.name}: not a date or timestamp (write ISO 8601: 2024-05-31 or 2024-05-31T14:05:00)"
+
+    def annotation(self) -> Any:
+        from datetime import date, datetime
+
+        return datetime | date
+
+    def examples(self) -> list[Any]:
+        return ["1970-01-01", "2024-02-29T23:59:59", "2099-12-31"]
+
+    def spec(self) -> dict[str, Any]:
+        return {}
+
+    def request_array(self, values: list[Any]) -> np.ndarray:
+        import pandas as pd
+
+        return _epoch_seconds(pd.Series(values, dtype=object)).to_numpy(dtype="float64", na_value=float("nan"))
+
+
+def _epoch_seconds(raw: pd.Series) -> pd.Series:
+    """Seconds since 1970-01-01 UTC of dates, timestamps or ISO 8601 text; NaN where missing or not a date."""
+    import numpy as np
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        return raw.astype("float64")  # already seconds (the model's view, as batch checks see it again)
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        stamps = raw.dt.tz_localize("UTC") if raw.dt.tz is None else raw.dt.tz_convert("UTC")
+        return (stamps - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(seconds=1)
+    text = raw.map(lambda value: value.isoformat() if hasattr(value, "isoformat") else value)
+    stamps = pd.to_datetime(
+        text.where(text.map(lambda value: isinstance(value, str))), errors="coerce", utc=True, format="ISO8601"
+    )
+    seconds = (stamps - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(seconds=1)
+    return pd.Series(np.asarray(seconds, dtype="float64"), index=raw.index)
+
+
 def _booleans(raw: pd.Series) -> pd.Series:
     """Where `raw` holds True or False: never a number or a code here, although Python says True == 1."""
     import numpy as np
@@ -239,6 +317,10 @@ class Contract:
     @property
     def categorical_features(self) -> list[str]:
         return [column.name for column in self.features if isinstance(column, CategoricalColumn)]
+
+    @property
+    def datetime_features(self) -> list[str]:
+        return [column.name for column in self.features if isinstance(column, DatetimeColumn)]
 
     @property
     def pii_features(self) -> list[str]:
@@ -287,14 +369,14 @@ class Contract:
 
     def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
         """Validated request records as the model sees them, built column by column (fast on the request path)."""
-        import numpy as np
         import pandas as pd
 
-        columns = {}
-        for column in self.features:
-            values = [np.nan if record.get(column.name) is None else record[column.name] for record in records]
-            columns[column.name] = np.array(values, dtype=column.model_dtype)
-        return pd.DataFrame(columns)
+        return pd.DataFrame(
+            {
+                column.name: column.request_array([record.get(column.name) for record in records])
+                for column in self.features
+            }
+        )
 
     def examples(self) -> pd.DataFrame:
         """Valid feature rows that reach every edge of every rule and, where allowed, missing values."""
@@ -320,7 +402,7 @@ class Contract:
             if not column.max_missing and absent.any():
                 reasons[absent] = reasons[absent] + f"{column.name}: missing; "
             if bad.any():
-                reasons[bad] = reasons[bad] + column.rule() + "; "
+                reasons[bad] = reasons[bad] + column.problems(values, bad) + "; "
             typed[column.name] = values
         valid = reasons == ""
         clean = pd.DataFrame(typed, index=frame.index)[valid]
@@ -337,20 +419,25 @@ class Contract:
         }
         return create_model("Record", __config__=ConfigDict(extra="forbid", title="Record"), **fields)
 
-    def to_yaml(self, header: str = "") -> str:
+    def to_yaml(self, header: str = "", notes: dict[str, str] | None = None) -> str:
+        """schema.yaml's text: the header, the target, then each feature with its note (a comment) above it."""
         import yaml
 
-        body = {
-            "target": {"name": self.target.name, **self.target.to_dict()},
-            "features": {column.name: column.to_dict() | column.meta() for column in self.features},
-        }
-        return header + yaml.safe_dump(body, sort_keys=False, default_flow_style=None)
+        def dump(data: dict[str, Any]) -> str:
+            return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=1_000_000, allow_unicode=True)
+
+        lines = [header + dump({"target": {"name": self.target.name, **self.target.to_dict()}}).rstrip(), "features:"]
+        for column in self.features:
+            if notes and column.name in notes:
+                lines.append(f"  # {notes[column.name]}")
+            lines += ["  " + line for line in dump({column.name: column.to_dict() | column.meta()}).splitlines()]
+        return "\n".join(lines) + "\n"
 
 
 def column_from_dict(name: str, data: Any, source: Path, meta: dict[str, Any] | None = None) -> Column:
     """One column from its schema.yaml entry; every mistake is one readable line."""
-    if not isinstance(data, dict) or data.get("type") not in ("numeric", "categorical"):
-        raise StageError(f"{source}: column {name!r} needs 'type: numeric' or 'type: categorical'.")
+    if not isinstance(data, dict) or data.get("type") not in ("numeric", "categorical", "datetime"):
+        raise StageError(f"{source}: column {name!r} needs 'type:' numeric, categorical or datetime.")
     max_missing = float(data.get("max_missing", 0.0))
     if not 0.0 <= max_missing <= 1.0:
         raise StageError(f"{source}: column {name!r} has max_missing {max_missing}, not in [0, 1].")
@@ -363,6 +450,8 @@ def column_from_dict(name: str, data: Any, source: Path, meta: dict[str, Any] | 
         if minimum > maximum:
             raise StageError(f"{source}: column {name!r} has min {minimum} above max {maximum}.")
         return NumericColumn(name=name, minimum=minimum, maximum=maximum, **keys)
+    if data["type"] == "datetime":
+        return DatetimeColumn(name=name, **keys)
     categories = data.get("categories")
     if not isinstance(categories, list) or not categories:
         raise StageError(f"{source}: categorical column {name!r} needs a non-empty list 'categories'.")
@@ -403,78 +492,3 @@ def load_contract(path: Path = Path("schema.yaml")) -> Contract:
     if target.name in {column.name for column in features}:
         raise StageError(f"{path}: {target.name!r} is both the target and a feature.")
     return Contract(features=features, target=target)
-
-
-def infer_contract(
-    frame: pd.DataFrame, target: str, task: str, max_categories: int, owner: str
-) -> tuple[Contract, list[str]]:
-    """A first contract from the data: observed ranges, categories and missing rates.
-
-    Every feature gets `owner` (the data source, until someone answers for it) and `pii: false`
-    (to review). Returns the contract and the columns it leaves out (identifiers, free text, dates).
-    """
-    import pandas as pd
-
-    if target not in frame.columns:
-        raise StageError(f"target column {target!r} is not in the data; columns are: {', '.join(frame.columns)}.")
-    target_values = frame[target]
-    if target_values.isna().any():
-        raise StageError(f"target column {target!r} has {int(target_values.isna().sum())} missing values.")
-    target_column: Column
-    if task == "regression":
-        if not pd.api.types.is_numeric_dtype(target_values):
-            raise StageError(f"task is regression but target {target!r} is not numeric ({target_values.dtype}).")
-        target_column = _numeric_column(target, target_values, max_missing=0.0)
-    else:
-        classes = sorted(_category(value) for value in target_values.unique())
-        if task == "binary_classification" and len(classes) != 2:
-            raise StageError(
-                f"binary classification needs 2 classes in {target!r}, found {len(classes)}: {classes[:10]}."
-            )
-        if len(classes) < 2:
-            raise StageError(f"classification needs at least 2 classes in {target!r}, found {classes}.")
-        target_column = categorical_column(target, tuple(classes))
-
-    features: list[Column] = []
-    ignored: list[str] = []
-    for name in frame.columns:
-        if name == target:
-            continue
-        series = frame[name]
-        keys: dict[str, Any] = {"max_missing": _missing_allowance(series), "owner": owner, "pii": False}
-        if pd.api.types.is_bool_dtype(series):
-            features.append(CategoricalColumn(name=name, categories=("False", "True"), **keys))
-        elif pd.api.types.is_numeric_dtype(series) and series.notna().any():
-            features.append(_numeric_column(name, series, **keys))
-        elif _is_text(series) and 0 < series.nunique() <= max_categories:
-            categories = tuple(sorted(str(value) for value in series.dropna().unique()))
-            features.append(CategoricalColumn(name=name, categories=categories, **keys))
-        else:
-            ignored.append(name)
-    if not features:
-        raise StageError(f"no usable feature column found; left out: {', '.join(ignored) or 'none'}.")
-    return Contract(features=tuple(features), target=target_column), ignored
-
-
-def _numeric_column(name: str, series: pd.Series, **keys: Any) -> NumericColumn:
-    return NumericColumn(name=name, minimum=float(series.min()), maximum=float(series.max()), **keys)
-
-
-def _missing_allowance(series: pd.Series) -> float:
-    """Observed missing rate plus five points of slack, rounded up to whole percent."""
-    observed = float(series.isna().mean())
-    return 0.0 if observed == 0 else min(1.0, math.ceil((observed + 0.05) * 100) / 100)
-
-
-def _is_text(series: pd.Series) -> bool:
-    import pandas as pd
-
-    return bool(pd.api.types.is_string_dtype(series) or isinstance(series.dtype, pd.CategoricalDtype))
-
-
-def _category(value: Any) -> Category:
-    """A class label as schema.yaml spells it: integer codes as int (also when read as 1.0), the rest as text."""
-    value = plain(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value if isinstance(value, int) and not isinstance(value, bool) else str(value)

@@ -111,7 +111,11 @@ def pipeline_evidence(paths: Paths) -> list[Evidence]:
 
 def _checks(stage: str, report: dict[str, Any]) -> list[Evidence]:
     return [
-        Evidence(check["item"], f"{stage}: {check['rule']}", bool(check["passed"]))
+        Evidence(
+            check["item"],
+            f"{stage}: {check['rule']}" + (f" (finding: {check['finding']})" if check.get("finding") else ""),
+            bool(check["passed"]),
+        )
         for check in report.get("checks", [])
         if check.get("item") in ITEM_IDS
     ]

@@ -1,7 +1,8 @@
 """Production traffic on demand: rows like the training data, optionally changed by a scenario.
 
 The rows come from the sample generator (sample source: fresh draws from the true
-distribution) or from the test split (file and SQL sources). Scenarios: none; shift (numeric
+distribution) or from the training split (file and SQL sources: the distribution the model's
+reference profile describes). Scenarios: none; shift (numeric
 features move by `amount` standard deviations: the sample generator moves them before it draws
 the labels, so labels follow the inputs; for other sources the rows' values move, within the
 contract's ranges); category_mix (a share `amount` of rows is drawn from a feature's rarest

@@ -67,6 +67,9 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         check_speed(candidate, champion, rows, params.accept.max_slowdown, params.accept.split),
     ]
     failed = [check for check in checks if not check["passed"]]
+    findings = [check["finding"] for check in checks if check.get("finding")]
+    for finding in findings:
+        print(f"Finding (not refusing the model): {finding}")
     result: dict[str, Any] = {"accepted": not failed, "split": params.accept.split, "checks": checks}
     if failed:
         result["registry"] = {"registered": False, "reason": "the model did not pass acceptance"}
@@ -233,45 +236,71 @@ def _metric(values: dict[str, float], metric: str) -> float:
     return float(values[metric])
 
 
+def not_beneficial(row: dict[str, Any]) -> bool:
+    """Permutation importance not shown above zero: the mean drop is within two standard errors of 0.
+
+    The standard error shrinks with the repeats, which evaluate sizes to the held-out rows, so a
+    feature of pure noise is named and a clearly useful one is not, on every run with the same data.
+    """
+    repeats = max(int(row.get("repeats", 1)), 1)
+    return float(row["importance"]) <= 2 * float(row["std"]) / math.sqrt(repeats)
+
+
 def check_features(importance: list[dict[str, Any]], cost: dict[str, Any], rules: FeatureRules) -> list[dict[str, Any]]:
-    """Every feature is beneficial (permutation importance above its spread) and none costs too much."""
+    """Every feature is beneficial (permutation importance above its noise) and none costs too much.
+
+    Findings, reported with what to do; they refuse the model only with `accept.features.enforce`.
+    """
     kept = set(rules.keep)
     unknown = sorted(kept - {row["feature"] for row in importance})
     if unknown:
         raise StageError(f"accept.features.keep names {', '.join(unknown)}, which the model does not use.")
-    useless = [row for row in importance if row["importance"] <= row["std"] and row["feature"] not in kept]
+    useless = [row for row in importance if not_beneficial(row) and row["feature"] not in kept]
     measured = {name: entry for name, entry in cost["features"].items() if entry["measured"]}
     costly = {name: entry for name, entry in measured.items() if entry["time_share"] > rules.max_time_share}
     unmeasured = sorted(set(cost["features"]) - set(measured))
+    rows = f" on {importance[0]['rows']} held-out rows x {importance[0]['repeats']} shuffles" if importance else ""
+    benefit = (
+        f"not shown beneficial{rows} (importance within noise of 0): "
+        + ", ".join(f"{row['feature']} {row['importance']:.4g} ± {row['std']:.2g}" for row in useless)
+        + "; remove them from schema.yaml, or keep them knowingly in accept.features.keep"
+        if useless
+        else ""
+    )
+    cost_finding = (
+        f"costing more than {rules.max_time_share:.0%} of predict time: "
+        + ", ".join(
+            f"{name} {entry['time_share']:.0%} for a gain of {entry['gain']:.4g}" for name, entry in costly.items()
+        )
+        + "; consider a cheaper form of them (reports/feature_cost.json)"
+        if costly
+        else ""
+    )
+    enforced = " (enforced: accept.features.enforce)" if rules.enforce else ""
     return [
         {
             "item": "D2",
             "rule": "feature_benefit",
-            "passed": not useless,
+            "passed": not (useless and rules.enforce),
+            "enforced": rules.enforce,
             "features": [row["feature"] for row in useless],
-            "message": (
-                "not beneficial (permutation importance not above its spread; list kept ones in"
-                " accept.features.keep): "
-                + ", ".join(f"{row['feature']} {row['importance']:.4g} ± {row['std']:.2g}" for row in useless)
-                if useless
-                else f"all {len(importance)} features beneficial (kept on purpose: {', '.join(sorted(kept)) or 'none'})"
-            ),
+            "finding": benefit,
+            "message": benefit + enforced
+            if useless
+            else f"all {len(importance)} features beneficial{rows}"
+            f" (kept on purpose: {', '.join(sorted(kept)) or 'none'})",
         },
         {
             "item": "D3",
             "rule": "feature_cost",
-            "passed": not costly,
+            "passed": not (costly and rules.enforce),
+            "enforced": rules.enforce,
             "features": sorted(costly),
-            "message": (
-                f"features costing more than {rules.max_time_share:.0%} of predict time: "
-                + ", ".join(
-                    f"{name} {entry['time_share']:.0%} for a gain of {entry['gain']:.4g}"
-                    for name, entry in costly.items()
-                )
-                if costly
-                else f"no feature costs more than {rules.max_time_share:.0%} of predict time ({len(measured)} measured"
-                + (f"; over the time budget, not measured: {', '.join(unmeasured)})" if unmeasured else ")")
-            ),
+            "finding": cost_finding,
+            "message": cost_finding + enforced
+            if costly
+            else f"no feature costs more than {rules.max_time_share:.0%} of predict time ({len(measured)} measured"
+            + (f"; over the time budget, not measured: {', '.join(unmeasured)})" if unmeasured else ")"),
         },
     ]
 
@@ -282,6 +311,14 @@ def check_slices(report: dict[str, Any], rules: SliceRules) -> list[dict[str, An
     Gaps on features marked sensitive answer to their own bound (inclusion).
     """
     sensitive = set(report.get("sensitive", []))
+    small = [
+        f"{name}={label} ({entry['rows']} rows)"
+        for name, slices in report["slices"].items()
+        for label, entry in slices.items()
+        if "note" in entry
+    ]
+    judged = ", ".join(report["slices"]) or "no feature (evaluate.slice_by is empty and no feature is categorical)"
+    not_judged = f"; not judged (too few rows or one class): {', '.join(small)}" if small else ""
     checks = []
     for metric, bound in rules.minimum.items():
         worst = [
@@ -301,8 +338,9 @@ def check_slices(report: dict[str, Any], rules: SliceRules) -> list[dict[str, An
                     f"slices below the {metric} bound {bound}: "
                     + ", ".join(f"{name}={label} {value:.4f}" for name, label, value in worst)
                     if worst
-                    else f"every slice of {', '.join(report['slices'])} meets {metric} {bound}"
-                ),
+                    else f"every slice of {judged} meets {metric} {bound}"
+                )
+                + not_judged,
             }
         )
     for item, gaps, names in (
@@ -358,8 +396,7 @@ def canary(paths: Paths, task: str, contract: Contract, model: Any, rows: pd.Dat
             require_acceptance=False,
         )
         with TestClient(create_app(config)) as client:
-            for start in range(0, len(records), config.max_records):
-                batch = records[start : start + config.max_records]
+            for start, batch in request_batches(records, config.max_records, config.max_body_bytes):
                 response = client.post("/predict", json=batch)
                 if response.status_code != 200:
                     problems.append(f"rows {start}-{start + len(batch) - 1}: HTTP {response.status_code}")
@@ -378,6 +415,25 @@ def canary(paths: Paths, task: str, contract: Contract, model: Any, rows: pd.Dat
         if not problems
         else f"the service failed the canary on {len(problems)} of {len(records)} rows: {'; '.join(problems[:3])}",
     }
+
+
+def request_batches(
+    records: list[dict[str, Any]], max_records: int, max_bytes: int
+) -> list[tuple[int, list[dict[str, Any]]]]:
+    """The records in requests the service accepts: at most `max_records` each, and bodies within `max_bytes`
+    (with a tenth to spare), however wide the rows. Each batch comes with the index of its first record."""
+    budget = int(max_bytes * 0.9)
+    batches: list[tuple[int, list[dict[str, Any]]]] = []
+    start, size = 0, 2
+    for index, record in enumerate(records):
+        length = len(json.dumps(record, default=str)) + 1
+        if index > start and (index - start >= max_records or size + length > budget):
+            batches.append((start, records[start:index]))
+            start, size = index, 2
+        size += length
+    if start < len(records):
+        batches.append((start, records[start:]))
+    return batches
 
 
 def _disagreement(answer: dict[str, Any], expected: Any, model: Any) -> str | None:

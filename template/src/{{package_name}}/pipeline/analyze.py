@@ -6,6 +6,7 @@ import html
 from typing import TYPE_CHECKING, Any
 
 from ..files import read_parquet, write_json
+from ..inference import decide
 from ..metrics import is_classification
 from ..plots import pyplot, save
 from ..schema import load_contract
@@ -28,9 +29,11 @@ STYLE = (
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
     contract = load_contract(paths.schema)
-    frame = contract.coerce(read_parquet(paths.raw))
+    raw = read_parquet(paths.raw)
+    frame = contract.coerce(raw)
     summary = {
         "rows": len(frame),
+        "reading": column_reading(raw, contract, params),
         "columns": column_summary(frame, contract, params.analyze.max_categories),
         "target": target_summary(frame[contract.target.name], params.task),
         "association": feature_association(frame, contract, params.task),
@@ -43,6 +46,24 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     return {"report": str(out / "index.html"), "plots": len(images)}
 
 
+def column_reading(raw: pd.DataFrame, contract: Contract, params: Params) -> list[dict[str, str]]:
+    """How each column of the data reads (inference.py) next to what schema.yaml makes of it, for review."""
+    max_categories = params.infer_schema.max_categories if params.infer_schema else 50
+    used = {column.name: column.kind for column in contract.features} | {contract.target.name: "target"}
+    rows = []
+    for name in raw.columns:
+        decision = decide(str(name), raw[name], max_categories)
+        rows.append(
+            {
+                "column": str(name),
+                "reads_as": decision.kind or f"left out: {decision.reason}",
+                "why": decision.detail if decision.kind is None else f"{decision.reason} ({decision.detail})",
+                "in_schema": used.get(str(name), "not used"),
+            }
+        )
+    return rows
+
+
 def column_summary(frame: pd.DataFrame, contract: Contract, max_categories: int) -> dict[str, dict[str, Any]]:
     summary: dict[str, dict[str, Any]] = {}
     for column in (*contract.features, contract.target):
@@ -53,7 +74,7 @@ def column_summary(frame: pd.DataFrame, contract: Contract, max_categories: int)
             "missing_fraction": round(float(series.isna().mean()), 4),
             "unique": int(series.nunique()),
         }
-        if column.kind == "numeric":
+        if column.model_dtype == "float64":  # numbers, and dates as seconds since 1970
             stats = series.describe()
             info |= {key: round(float(stats[key]), 4) for key in ("mean", "std", "min", "25%", "50%", "75%", "max")}
         else:
@@ -76,8 +97,8 @@ def feature_association(frame: pd.DataFrame, contract: Contract, task: str) -> d
     from sklearn.preprocessing import OrdinalEncoder
 
     features = frame[contract.feature_names].copy()
-    numeric = contract.numeric_features
     categorical = contract.categorical_features
+    numeric = [name for name in contract.feature_names if name not in categorical]  # numbers and dates
     features[numeric] = features[numeric].fillna(features[numeric].median())
     if categorical:
         encoded = features[categorical].astype(object).fillna("__missing__").astype(str)
@@ -127,7 +148,7 @@ def draw_plots(frame: pd.DataFrame, contract: Contract, summary: dict[str, Any],
     figure, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
     for axis, name in zip(axes.flat, columns, strict=False):
         series = frame[name]
-        if name in contract.numeric_features:
+        if name not in contract.categorical_features:
             series.dropna().plot.hist(ax=axis, bins=30, color="#8172b3")
         else:
             series.astype(object).fillna("(missing)").value_counts().head(15).plot.bar(ax=axis, color="#8172b3")
@@ -150,16 +171,25 @@ def render_html(summary: dict[str, Any], images: list[str]) -> str:
         for name, info in summary["columns"].items()
     )
     figures = "\n".join(f'<figure><img src="{name}" alt="{name}"></figure>' for name in images)
+    reading = "\n".join(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
+            *(html.escape(row[key]) for key in ("column", "reads_as", "why", "in_schema"))
+        )
+        for row in summary["reading"]
+    )
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>Exploratory data analysis</title><style>{STYLE}</style></head>\n"
         f"<body><h1>Exploratory data analysis</h1>\n<p>{summary['rows']} rows.</p>\n"
+        "<h2>How each column reads</h2>\n<p>What the data looks like (inference.py), next to the kind"
+        " schema.yaml gives it: review the differences.</p>\n<table><tr><th>column</th><th>reads as</th>"
+        f"<th>why</th><th>in schema.yaml</th></tr>\n{reading}\n</table>\n"
         "<h2>Columns</h2>\n<table><tr><th>column</th><th>type</th><th>missing</th><th>unique</th>"
         f"<th>summary</th></tr>\n{rows}\n</table>\n<h2>Plots</h2>\n{figures}\n</body></html>\n"
     )
 
 
 def _describe(info: dict[str, Any]) -> str:
-    if info["type"] == "numeric":
+    if "mean" in info:
         return f"mean {info['mean']:g}, std {info['std']:g}, range [{info['min']:g}, {info['max']:g}]"
     return ", ".join(f"{key}: {value}" for key, value in info["top"].items())

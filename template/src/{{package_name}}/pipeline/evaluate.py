@@ -20,7 +20,7 @@ from ..errors import StageError
 from ..files import read_json, read_parquet, write_json
 from ..metrics import HIGHER_IS_BETTER, improvement, is_classification, predict_seconds, score
 from ..plots import pyplot, save
-from ..schema import NumericColumn, load_contract
+from ..schema import load_contract
 from ..tracking import start_run, tracking_enabled
 from ..tuning import TuningData, fit_model
 
@@ -35,11 +35,14 @@ if TYPE_CHECKING:
     from ..schema import Contract
 
 EVALUATED_SPLITS = ("validation", "test")
-MIN_SLICE_ROWS = 20
+MIN_SLICE_ROWS = 30  # a metric on fewer rows is noise: such a slice is reported as not judged
+IMPORTANCE_ROW_SHUFFLES = 20_000  # rows x repeats of permutation importance, at least (capped at MAX_REPEATS)
+MAX_IMPORTANCE_REPEATS = 50
 
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
     import mlflow.sklearn
+    import pandas as pd
 
     contract = load_contract(paths.schema)
     model = mlflow.sklearn.load_model(str(paths.model))
@@ -64,7 +67,8 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     out = paths.plots_dir
     out.mkdir(parents=True, exist_ok=True)
     write_plots(params.task, model, features, target, out, params.evaluate)
-    write_importance(model, params, features, target, out)
+    held_out = pd.concat([splits["validation"], test], ignore_index=True)
+    write_importance(model, params, *contract.split_xy(held_out), out)
 
     run_info = read_json(paths.run_info)
     if tracking_enabled() and run_info.get("run_id"):
@@ -140,7 +144,7 @@ def slice_labels(column: Any, values: pd.Series, bins: int) -> pd.Series:
     low to high); missing values are a slice of their own."""
     import pandas as pd
 
-    if isinstance(column, NumericColumn):
+    if column.model_dtype == "float64":  # numbers and dates: quantile bins
         binned = pd.qcut(values, q=bins, duplicates="drop")
         names = {interval: f"q{index + 1} {interval}" for index, interval in enumerate(binned.cat.categories)}
         labels = binned.map(names).astype(object)
@@ -208,38 +212,55 @@ def feature_cost(
     }
 
 
-def write_importance(model: Any, params: Params, features: pd.DataFrame, target: pd.Series, out: Path) -> Path:
-    """Permutation importance on the test split: how much the primary metric drops per feature."""
+def importance_repeats(rows: int, minimum: int) -> int:
+    """Shuffles per feature: enough that rows x repeats reaches IMPORTANCE_ROW_SHUFFLES, so the verdict on a
+    feature holds from run to run on small data too (the noise of the mean falls with the repeats)."""
+    return max(minimum, min(MAX_IMPORTANCE_REPEATS, -(-IMPORTANCE_ROW_SHUFFLES // max(rows, 1))))
+
+
+def importance_rows(
+    model: Any, task: str, metric: str, features: pd.DataFrame, target: pd.Series, min_repeats: int, seed: int
+) -> list[dict[str, Any]]:
+    """Permutation importance per feature, highest first: how much `metric` drops when the feature is shuffled,
+    with its spread, the rows and the repeats (accept's feature-benefit finding reads them)."""
     from sklearn.inspection import permutation_importance
 
-    task, metric = params.task, params.train.primary_metric
+    repeats = importance_repeats(len(features), min_repeats)
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
 
     def scorer(estimator: Any, x: pd.DataFrame, y: pd.Series) -> float:
         return sign * score(estimator, task, x, y)[metric]
 
     result = permutation_importance(
-        model,
-        features,
-        target,
-        scoring=scorer,
-        n_repeats=params.evaluate.importance_repeats,
-        random_state=params.train.seed,
-        n_jobs=1,
+        model, features, target, scoring=scorer, n_repeats=repeats, random_state=seed, n_jobs=1
     )
     ranked = sorted(
         zip(features.columns, result.importances_mean, result.importances_std, strict=True), key=lambda item: -item[1]
     )
-    rows = [
-        {"feature": name, "importance": round(float(mean), 6), "std": round(float(std), 6)}
+    return [
+        {
+            "feature": name,
+            "importance": round(float(mean), 6),
+            "std": round(float(std), 6),
+            "rows": len(features),
+            "repeats": repeats,
+        }
         for name, mean, std in ranked
     ]
+
+
+def write_importance(model: Any, params: Params, features: pd.DataFrame, target: pd.Series, out: Path) -> Path:
+    """Permutation importance on the held-out rows (validation and test), as DVC plot data and a PNG."""
+    metric = params.train.primary_metric
+    rows = importance_rows(
+        model, params.task, metric, features, target, params.evaluate.importance_repeats, params.train.seed
+    )
     write_json(out / "feature_importance.json", rows)
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(6, 0.4 * len(rows) + 1.2))
     axis.barh([row["feature"] for row in rows][::-1], [row["importance"] for row in rows][::-1], color="#4c72b0")
     axis.set_xlabel(f"drop in {metric} when shuffled")
-    axis.set_title("Permutation feature importance (test)")
+    axis.set_title(f"Permutation feature importance ({len(features)} held-out rows)")
     return save(figure, out / "feature_importance.png")
 
 

@@ -3,6 +3,10 @@
 The file source never passes through pandas: DuckDB reads the files, applies `where` and the
 sample inside its scan, appends the feedback rows and writes data/raw itself, within
 `extract.file.memory_limit` (spilling to disk beyond it), so inputs larger than memory extract.
+
+Values are read as they are written: the markers of `extract.missing_values` ("NA", "N/A",
+"null", empty, ...) are missing, so a numeric column with them stays numeric, and text keeps
+its spelling ("yes"/"no" stay text, never booleans).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from ..errors import StageError
 from ..files import read_parquet, write_parquet
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import duckdb
     import pandas as pd
 
@@ -28,9 +34,10 @@ if TYPE_CHECKING:
 def run(params: Params, paths: Paths) -> dict[str, Any]:
     source = params.extract.source
     feedback = paths.feedback_rows if params.extract.feedback and paths.feedback_rows.exists() else None
+    markers = params.extract.missing_values
     if source == "file":
         assert params.extract.file is not None  # checked by Params
-        return extract_files(params.extract.file, paths, feedback)
+        return extract_files(params.extract.file, paths, feedback, markers)
     if source == "sample":
         from ..sample_data import generate
 
@@ -39,7 +46,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         frame = generate(params.task, sample.rows, sample.seed, sample.drift)
     else:
         assert params.extract.sql is not None
-        frame = read_sql(params.extract.sql)
+        frame = as_written(read_sql(params.extract.sql), markers)
     return write_frame(frame, source, feedback, paths.raw)
 
 
@@ -59,11 +66,32 @@ def write_frame(frame: pd.DataFrame, source: str, feedback: Path | None, output:
     return {"rows": len(frame), "columns": len(frame.columns), "feedback_rows": added, "output": str(output)}
 
 
-def extract_files(source: FileSource, paths: Paths, feedback: Path | None) -> dict[str, Any]:
+def as_written(frame: pd.DataFrame, markers: Sequence[str]) -> pd.DataFrame:
+    """Text cells that are missing-value markers become missing; a text column of numbers then becomes numeric."""
+    import pandas as pd
+
+    for name in frame.columns:
+        if not pd.api.types.is_object_dtype(frame[name]) and not pd.api.types.is_string_dtype(frame[name]):
+            continue
+        text = frame[name].astype(object)
+        present = text.notna()
+        marked = present & text.astype(str).str.strip().isin(markers)
+        cleaned = text.where(~marked)
+        numbers = pd.to_numeric(cleaned, errors="coerce")
+        if cleaned.notna().any() and numbers.notna().sum() == cleaned.notna().sum():
+            frame[name] = numbers.astype("float64")
+        elif marked.any():
+            frame[name] = cleaned
+    return frame
+
+
+def extract_files(
+    source: FileSource, paths: Paths, feedback: Path | None, markers: Sequence[str] = ()
+) -> dict[str, Any]:
     """CSV or Parquet files (a path or a glob) to data/raw, DuckDB end to end, in bounded memory."""
     import duckdb
 
-    files = matching_files(source.path, paths.root)
+    files = matching_files(source, paths.root)
     paths.raw.parent.mkdir(parents=True, exist_ok=True)
     # Spill files and the partial output live next to data/raw (not in /tmp, often a RAM disk);
     # data/raw is replaced only once the whole extract has succeeded.
@@ -74,8 +102,9 @@ def extract_files(source: FileSource, paths: Paths, feedback: Path | None) -> di
             config={"memory_limit": source.memory_limit, "temp_directory": scratch, "preserve_insertion_order": True}
         )
         with connection:
-            columns = source_columns(connection, files, source.path)
-            scan = f"FROM {reader(files)} AS source_row" + (f" WHERE ({source.where})" if source.where else "")
+            scan_source = reader(files, markers)
+            columns = source_columns(connection, scan_source, source.path)
+            scan = f"FROM {scan_source} AS source_row" + (f" WHERE ({source.where})" if source.where else "")
             check_where(connection, scan, source.where)
             partial = Path(scratch) / paths.raw.name
             try:
@@ -83,7 +112,7 @@ def extract_files(source: FileSource, paths: Paths, feedback: Path | None) -> di
                 if not matching:
                     condition = f" where {source.where}" if source.where else ""
                     raise StageError(f"the file source returned no rows{condition} (extract.file).")
-                query = source_query(columns, scan, source, matching)
+                query = source_query(columns, scan, source, matching, markers)
                 added = 0
                 if feedback is not None:
                     query, added = with_feedback(connection, query, columns, feedback)
@@ -100,43 +129,76 @@ def extract_files(source: FileSource, paths: Paths, feedback: Path | None) -> di
     }
 
 
-def matching_files(pattern: str, root: Path) -> list[str]:
-    """The files `extract.file.path` names, sorted (a fixed order keeps the output identical between runs)."""
-    absolute = pattern if os.path.isabs(pattern) else str(root / pattern)
-    files = sorted(glob.glob(absolute, recursive=True))
+def matching_files(source: FileSource, root: Path) -> list[str]:
+    """The files `extract.file` names, sorted (a fixed order keeps the output identical between runs).
+
+    `path` is a file, or a folder whose files matching `pattern` are read; a glob in `path` (as
+    projects rendered before `pattern` wrote it) still works.
+    """
+    base = Path(source.path) if os.path.isabs(source.path) else root / source.path
+    named = f"extract.file.path {source.path!r}"
+    if source.pattern is not None:
+        if not base.is_dir():
+            raise StageError(f"{named} is not a folder (with extract.file.pattern {source.pattern!r}).")
+        named += f" and pattern {source.pattern!r}"
+        base = base / source.pattern
+    files = sorted(name for name in glob.glob(str(base), recursive=True) if os.path.isfile(name))
     if not files:
-        raise StageError(f"no file matches extract.file.path {pattern!r}.")
+        raise StageError(f"no file matches {named}: put your data there, or change extract.file in params.yaml.")
     return files
 
 
-def source_columns(connection: duckdb.DuckDBPyConnection, files: list[str], path: str) -> dict[str, str]:
+def source_columns(connection: duckdb.DuckDBPyConnection, scan_source: str, path: str) -> dict[str, str]:
     """Column name -> DuckDB type of the source, read from the files' headers or footers only."""
     import duckdb
 
     try:
-        described = connection.execute(f"DESCRIBE SELECT * FROM {reader(files)}").fetchall()
+        described = connection.execute(f"DESCRIBE SELECT * FROM {scan_source}").fetchall()
     except duckdb.Error as error:
         raise StageError(f"cannot read extract.file.path {path!r}: {first_line(error)}") from None
     return {str(name): str(kind) for name, kind, *_ in described}
 
 
-def reader(files: list[str]) -> str:
-    function = "read_parquet" if all(name.lower().endswith(".parquet") for name in files) else "read_csv_auto"
-    return f"{function}([{', '.join(quoted(name) for name in files)}])"
+# Types DuckDB may give a CSV column. No BOOLEAN: "yes"/"no" and "True"/"False" stay as the file spells them.
+CSV_TYPES = ("BIGINT", "DOUBLE", "DATE", "TIMESTAMP", "VARCHAR")
 
 
-def source_query(columns: dict[str, str], scan: str, source: FileSource, matching: int) -> str:
+def reader(files: list[str], markers: Sequence[str] = ()) -> str:
+    """The DuckDB table function that reads `files`; in CSVs the `markers` are missing values."""
+    names = f"[{', '.join(quoted(name) for name in files)}]"
+    if all(name.lower().endswith(".parquet") for name in files):
+        return f"read_parquet({names})"
+    options = [
+        f"auto_type_candidates = [{', '.join(quoted(kind) for kind in CSV_TYPES)}]",
+        "union_by_name = true",  # every file's header and types count, not only the first file's
+    ]
+    if markers:
+        options.append(f"nullstr = [{', '.join(quoted(marker) for marker in markers)}]")
+    return f"read_csv({names}, {', '.join(options)})"
+
+
+def source_column(name: str, kind: str, markers: Sequence[str]) -> str:
+    """One column of the SELECT: decimals as floats (as pandas and the pipeline expect numbers), markers in
+    text columns (of Parquet files: CSVs had them removed as they were read) as missing."""
+    column = identifier(name)
+    if kind.startswith("DECIMAL"):
+        return f"CAST({column} AS DOUBLE) AS {column}"
+    if kind == "VARCHAR" and markers:
+        listed = ", ".join(quoted(marker) for marker in markers)
+        return f"CASE WHEN trim({column}) IN ({listed}) THEN NULL ELSE {column} END AS {column}"
+    return column
+
+
+def source_query(
+    columns: dict[str, str], scan: str, source: FileSource, matching: int, markers: Sequence[str] = ()
+) -> str:
     """One SELECT over the scan (`where` included), sampled when `sample_rows` asks for fewer than `matching` rows.
 
     The sample keeps the `sample_rows` rows with the smallest hash of (row, seed): unlike DuckDB's
     reservoir sample, repeatable with any number of threads (DVC needs identical outputs), and a row
     stays in or out when files are added, renamed or reordered. Identical rows share their fate.
     """
-    # Decimals become floats, as pandas and the rest of the pipeline expect numbers to be.
-    selected = ", ".join(
-        f"CAST({identifier(name)} AS DOUBLE) AS {identifier(name)}" if kind.startswith("DECIMAL") else identifier(name)
-        for name, kind in columns.items()
-    )
+    selected = ", ".join(source_column(name, kind, markers) for name, kind in columns.items())
     query = f"SELECT {selected} {scan}"
     wanted = source.sample_rows
     if wanted is None or wanted >= matching:

@@ -1,4 +1,10 @@
-"""Stage prepare: clean the validated rows and split them into train, validation and test."""
+"""Stage prepare: split the validated rows into train, validation and test.
+
+Rows that repeat another row exactly (features and target) are kept: they are real observations
+(coarse data repeats often, and labelled feedback may repeat a row already seen), and dropping
+them would change the class balance. Each stays in the split of its first copy, so no row is
+both trained on and judged on. The stage says how many there are.
+"""
 
 from __future__ import annotations
 
@@ -20,20 +26,40 @@ SPLITS = ("train", "validation", "test")
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
     contract = load_contract(paths.schema)
-    frame = clean(contract.coerce(read_parquet(paths.raw)))
+    frame = contract.coerce(read_parquet(paths.raw)).reset_index(drop=True)
     target = contract.target.name
     splits = split(frame, target if is_classification(params.task) else None, params.prepare)
     for name, part in splits.items():
         write_parquet(part, paths.split(name))
-    return {name: len(part) for name, part in splits.items()}
+    repeats = int(row_keys(frame).duplicated().sum())
+    if repeats:
+        print(
+            f"prepare: {repeats} of {len(frame)} rows repeat another row exactly; kept, each in the split of its"
+            " first copy (so none is both trained on and tested on)."
+        )
+    return {name: len(part) for name, part in splits.items()} | {"repeated_rows": repeats}
 
 
-def clean(frame: pd.DataFrame) -> pd.DataFrame:
-    """Drop exact duplicate rows, which would leak between the splits."""
-    return frame.drop_duplicates().reset_index(drop=True)
+def row_keys(frame: pd.DataFrame) -> pd.Series:
+    """A hash of each row's values: equal rows, equal keys."""
+    import pandas as pd
+
+    return pd.util.hash_pandas_object(frame, index=False)
 
 
 def split(frame: pd.DataFrame, stratify_by: str | None, params: PrepareParams) -> dict[str, pd.DataFrame]:
+    """A reproducible split of the distinct rows, stratified on the target for classification; a repeated
+    row goes where its first copy went."""
+    keys = row_keys(frame)
+    distinct = split_distinct(frame[~keys.duplicated()], stratify_by, params)
+    home = {key: name for name, part in distinct.items() for key in keys[part.index]}
+    order = {key: position for part in distinct.values() for position, key in enumerate(keys[part.index])}
+    assigned, position = keys.map(home), keys.map(order)
+    # In the order of the distinct split (unchanged where nothing repeats), each repeat after its first copy.
+    return {name: frame.loc[position[assigned == name].sort_values(kind="stable").index] for name in distinct}
+
+
+def split_distinct(frame: pd.DataFrame, stratify_by: str | None, params: PrepareParams) -> dict[str, pd.DataFrame]:
     """A reproducible split; stratified on the target for classification."""
     from sklearn.model_selection import train_test_split
 

@@ -211,13 +211,13 @@ class PredictionLog:
         same work came in bursts that held the GIL against the event loop, and showed as tail latency.
         The input's pii fields are dropped first: they never reach the queue or the database.
         """
-        encode, pii = json.dumps, self.pii
+        pii = self.pii
         self._queue.put(
             [
                 row
                 | {
-                    "input": encode(without_pii(row["input"], pii) if pii else row["input"]),
-                    "output": encode(row["output"]),
+                    "input": json.dumps(without_pii(row["input"], pii) if pii else row["input"], default=iso_date),
+                    "output": json.dumps(row["output"]),
                 }
                 for row in rows
             ]
@@ -306,3 +306,10 @@ class PredictionLog:
                 logger.exception("prediction log write failed (attempt %d of 3)", attempt + 1)
                 time.sleep(0.2 * (attempt + 1))
         self.dropped += len(rows)
+
+
+def iso_date(value: Any) -> str:
+    """A date or timestamp of a request (a datetime feature) as ISO 8601 text, as the contract reads it back."""
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    raise TypeError(f"cannot write {type(value).__name__} to the prediction log")
