@@ -126,7 +126,7 @@ def test_answers_reach_the_project(rendered: tuple[Path, dict[str, str]]) -> Non
     assert pyproject["project"]["scripts"] == {"churn_model": "churn_model.cli:main"}
     assert params["task"] == answers["task"]
     assert params["extract"]["source"] == answers["data_source"]
-    assert set(params["extract"]) == {"source", "feedback", answers["data_source"]}
+    assert set(params["extract"]) == {"source", "feedback", "missing_values", answers["data_source"]}
     assert stored["task"] == answers["task"]
     assert "_commit" in stored
     assert "_src_path" in stored

@@ -36,8 +36,11 @@ if TYPE_CHECKING:
 Kind = Literal["numeric", "categorical", "datetime"]
 
 MOSTLY_MISSING = 0.5  # a column missing more often than this is left out
-INTEGER_CODES = 10  # integer columns with at most this many distinct values ...
-CODE_REPEATS = 5  # ... each seen this many times on average, are codes (categorical)
+# Integer columns from 1 up with at most INTEGER_CODES distinct values, each seen CODE_REPEATS times on
+# average, are codes (levels, ratings, classes: categorical). Counts start at 0 and stay numbers, so a
+# count one past the training maximum is still valid.
+INTEGER_CODES = 10
+CODE_REPEATS = 5
 FREE_TEXT_WORDS = 5  # text averaging this many words or more is free text, not a category
 DATE_SHARE = 0.95  # text that parses as dates this often is a datetime column
 LEAK_R2 = 0.95  # one feature alone reaching this R² (regression) ...
@@ -113,7 +116,7 @@ def _decide_number(name: str, present: pd.Series, unique: bool, rows: int) -> De
         return Decision(name, None, "identifier", "an ID, unique per row")
     if distinct == 2:
         return Decision(name, "categorical", "two values", f"{_listed(np.unique(values))}")
-    if integers and distinct <= INTEGER_CODES and len(values) >= CODE_REPEATS * distinct:
+    if integers and distinct <= INTEGER_CODES and values.min() >= 1 and len(values) >= CODE_REPEATS * distinct:
         return Decision(name, "categorical", "integer codes", f"{distinct} distinct values")
     return Decision(name, "numeric", "numbers", f"{distinct} distinct values from {values.min():g} to {values.max():g}")
 

@@ -111,10 +111,11 @@ def pipeline_evidence(paths: Paths) -> list[Evidence]:
 
 def _checks(stage: str, report: dict[str, Any]) -> list[Evidence]:
     return [
+        # A finding (feature benefit, cost) does not refuse the model unless enforced, but its item is not met.
         Evidence(
             check["item"],
             f"{stage}: {check['rule']}" + (f" (finding: {check['finding']})" if check.get("finding") else ""),
-            bool(check["passed"]),
+            bool(check["passed"]) and not check.get("finding"),
         )
         for check in report.get("checks", [])
         if check.get("item") in ITEM_IDS

@@ -14,6 +14,8 @@ from .statistics import (
     bin_counts,
     category_counts,
     chi_square_pvalue,
+    expected_accuracy,
+    expected_roc_auc,
     jensen_shannon,
     ks_pvalue,
     psi,
@@ -271,6 +273,8 @@ def estimated_performance(
     """Performance without labels from the model's own probabilities (confidence-based, like NannyML's CBPE).
 
     Valid while the model stays calibrated: it shows decay from data drift before labels arrive.
+    `offline` is the same estimate on validation where the profile has it (a model that is not
+    calibrated then does not alert on healthy traffic), else the offline test figures.
     """
     import numpy as np
 
@@ -294,23 +298,6 @@ def estimated_performance(
         estimated={key: round(value, 6) for key, value in estimates.items()},
         offline={key: offline[key] for key in drops},
     )
-
-
-def expected_accuracy(proba: np.ndarray) -> float:
-    """A calibrated model is right as often as its top probability says."""
-    return float(proba.max(axis=1).mean())
-
-
-def expected_roc_auc(positive: np.ndarray) -> float:
-    """ROC AUC expected from calibrated positive-class probabilities (each row is positive with its probability)."""
-    import numpy as np
-
-    ranked = np.sort(positive)[::-1]
-    true_positives = np.concatenate([[0.0], np.cumsum(ranked)])
-    false_positives = np.concatenate([[0.0], np.cumsum(1.0 - ranked)])
-    if true_positives[-1] == 0 or false_positives[-1] == 0:
-        return 0.5
-    return float(np.trapezoid(true_positives / true_positives[-1], false_positives / false_positives[-1]))
 
 
 def latency(window: Window, profile: dict[str, Any], params: MonitorParams) -> dict[str, Any]:

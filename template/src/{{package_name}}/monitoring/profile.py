@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..metrics import is_classification, score
 from ..schema import CategoricalColumn
-from .statistics import bin_counts, category_counts, quantile_edges
+from .statistics import bin_counts, category_counts, expected_accuracy, expected_roc_auc, quantile_edges
 
 if TYPE_CHECKING:
     import numpy as np
@@ -87,8 +87,13 @@ def prediction_profile(
     classes = [str(label) for label in model.classes_]
     predicted = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
     edges = np.linspace(0.0, 1.0, PREDICTION_BINS + 1)[1:-1]
+    # What the label-free estimate says on validation: monitoring compares the window's estimate with it.
+    estimated = {"accuracy": round(expected_accuracy(proba), 6)}
+    if task == "binary_classification":
+        estimated["roc_auc"] = round(expected_roc_auc(proba[:, 1]), 6)
     return {
         "kind": "categorical",
+        "estimated": estimated,
         "categories": classes,
         "counts": category_counts(predicted, classes).tolist(),
         "confidence_edges": edges.tolist(),

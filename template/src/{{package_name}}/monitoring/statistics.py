@@ -101,3 +101,18 @@ def chi_square_pvalue(reference: NDArray[np.int64], current: NDArray[np.int64]) 
     expected = np.clip(shares(reference), EMPTY_BIN, None)
     expected = expected / expected.sum() * current.sum()
     return float(stats.chisquare(current, expected).pvalue)
+
+
+def expected_accuracy(proba: np.ndarray) -> float:
+    """A calibrated model is right as often as its top probability says."""
+    return float(proba.max(axis=1).mean())
+
+
+def expected_roc_auc(positive: np.ndarray) -> float:
+    """ROC AUC expected from calibrated positive-class probabilities (each row is positive with its probability)."""
+    ranked = np.sort(positive)[::-1]
+    true_positives = np.concatenate([[0.0], np.cumsum(ranked)])
+    false_positives = np.concatenate([[0.0], np.cumsum(1.0 - ranked)])
+    if true_positives[-1] == 0 or false_positives[-1] == 0:
+        return 0.5
+    return float(np.trapezoid(true_positives / true_positives[-1], false_positives / false_positives[-1]))

@@ -236,14 +236,19 @@ def _metric(values: dict[str, float], metric: str) -> float:
     return float(values[metric])
 
 
-def not_beneficial(row: dict[str, Any]) -> bool:
-    """Permutation importance not shown above zero: the mean drop is within two standard errors of 0.
+NOISE_SPREADS = 3.0  # a feature's mean importance must exceed this many spreads of one shuffle
 
-    The standard error shrinks with the repeats, which evaluate sizes to the held-out rows, so a
-    feature of pure noise is named and a clearly useful one is not, on every run with the same data.
+
+def not_beneficial(row: dict[str, Any]) -> bool:
+    """Permutation importance not shown above noise: the mean drop is within NOISE_SPREADS standard
+    deviations of one shuffle.
+
+    The spread of one shuffle, not the standard error of the mean: the unshuffled score is itself one
+    draw, so more repeats do not make a noise feature look useful. Repeats (sized by evaluate to the
+    held-out rows) make both figures precise, so the same data gives the same finding on every run; a
+    feature of pure noise falls within 3 spreads about 999 times in 1,000, a useful one far outside.
     """
-    repeats = max(int(row.get("repeats", 1)), 1)
-    return float(row["importance"]) <= 2 * float(row["std"]) / math.sqrt(repeats)
+    return float(row["importance"]) <= NOISE_SPREADS * float(row["std"])
 
 
 def check_features(importance: list[dict[str, Any]], cost: dict[str, Any], rules: FeatureRules) -> list[dict[str, Any]]:
@@ -259,9 +264,10 @@ def check_features(importance: list[dict[str, Any]], cost: dict[str, Any], rules
     measured = {name: entry for name, entry in cost["features"].items() if entry["measured"]}
     costly = {name: entry for name, entry in measured.items() if entry["time_share"] > rules.max_time_share}
     unmeasured = sorted(set(cost["features"]) - set(measured))
-    rows = f" on {importance[0]['rows']} held-out rows x {importance[0]['repeats']} shuffles" if importance else ""
+    measure = importance[0] if importance else {}
+    rows = f" on {measure['rows']} held-out rows x {measure['repeats']} shuffles" if "rows" in measure else ""
     benefit = (
-        f"not shown beneficial{rows} (importance within noise of 0): "
+        f"not shown beneficial{rows} (mean importance within {NOISE_SPREADS:g} spreads of one shuffle): "
         + ", ".join(f"{row['feature']} {row['importance']:.4g} ± {row['std']:.2g}" for row in useless)
         + "; remove them from schema.yaml, or keep them knowingly in accept.features.keep"
         if useless

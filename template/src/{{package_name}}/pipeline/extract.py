@@ -185,7 +185,8 @@ def source_column(name: str, kind: str, markers: Sequence[str]) -> str:
         return f"CAST({column} AS DOUBLE) AS {column}"
     if kind == "VARCHAR" and markers:
         listed = ", ".join(quoted(marker) for marker in markers)
-        return f"CASE WHEN trim({column}) IN ({listed}) THEN NULL ELSE {column} END AS {column}"
+        # list_contains, not IN: DuckDB turns a long IN list into a join, which loses the rows' order.
+        return f"CASE WHEN list_contains([{listed}], trim({column})) THEN NULL ELSE {column} END AS {column}"
     return column
 
 

@@ -1,9 +1,11 @@
 """Stage prepare: split the validated rows into train, validation and test.
 
-Rows that repeat another row exactly (features and target) are kept: they are real observations
-(coarse data repeats often, and labelled feedback may repeat a row already seen), and dropping
-them would change the class balance. Each stays in the split of its first copy, so no row is
-both trained on and judged on. The stage says how many there are.
+Rows that repeat another row exactly (features and target) are kept and split like the others:
+in coarse data they are real, independent observations (dropping them, or keeping each group
+in one split, skews the splits: on Titanic data every passenger of unknown age ended up in
+train), and labelled feedback may repeat a row seen before. The stage says how many there are;
+where they are copies of one record, remove them at the source, since a copy on both sides of
+the split flatters the test score.
 """
 
 from __future__ import annotations
@@ -31,35 +33,16 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     splits = split(frame, target if is_classification(params.task) else None, params.prepare)
     for name, part in splits.items():
         write_parquet(part, paths.split(name))
-    repeats = int(row_keys(frame).duplicated().sum())
+    repeats = int(frame.duplicated().sum())
     if repeats:
         print(
-            f"prepare: {repeats} of {len(frame)} rows repeat another row exactly; kept, each in the split of its"
-            " first copy (so none is both trained on and tested on)."
+            f"prepare: {repeats} of {len(frame)} rows repeat another row exactly; kept and split like the others"
+            " (remove them at the source if they are copies of one record)."
         )
     return {name: len(part) for name, part in splits.items()} | {"repeated_rows": repeats}
 
 
-def row_keys(frame: pd.DataFrame) -> pd.Series:
-    """A hash of each row's values: equal rows, equal keys."""
-    import pandas as pd
-
-    return pd.util.hash_pandas_object(frame, index=False)
-
-
 def split(frame: pd.DataFrame, stratify_by: str | None, params: PrepareParams) -> dict[str, pd.DataFrame]:
-    """A reproducible split of the distinct rows, stratified on the target for classification; a repeated
-    row goes where its first copy went."""
-    keys = row_keys(frame)
-    distinct = split_distinct(frame[~keys.duplicated()], stratify_by, params)
-    home = {key: name for name, part in distinct.items() for key in keys[part.index]}
-    order = {key: position for part in distinct.values() for position, key in enumerate(keys[part.index])}
-    assigned, position = keys.map(home), keys.map(order)
-    # In the order of the distinct split (unchanged where nothing repeats), each repeat after its first copy.
-    return {name: frame.loc[position[assigned == name].sort_values(kind="stable").index] for name in distinct}
-
-
-def split_distinct(frame: pd.DataFrame, stratify_by: str | None, params: PrepareParams) -> dict[str, pd.DataFrame]:
     """A reproducible split; stratified on the target for classification."""
     from sklearn.model_selection import train_test_split
 
