@@ -270,6 +270,7 @@ def monitor(
 ) -> None:
     """Check the served model on a window of the prediction log (default: the last monitor.window_hours).
 
+    Prints one line when every check is ok, else a table of the checks that are not ok; the full report is HTML.
     Exit status: 0 healthy (ok or warn), 3 when a check alerts, 1 on an error.
     """
 
@@ -284,27 +285,28 @@ def monitor(
         log_url = _serving_config(None).prediction_log_url
         start, end = job.window_bounds(params, paths, since, until, time.time())
         summary = job.run(params, paths, log_url, start, end)
-        _print_summary(summary)
+        for line in job.console_report(summary):
+            typer.echo(line)
         if summary["status"] == "alert" and retrain:
             from .monitoring.retrain import retrain as retrain_now
             from .schema import load_contract
 
-            typer.echo(f"retrain: {json.dumps(retrain_now(log_url, paths, load_contract(paths.schema)))}")
+            typer.echo(_retrain_line(retrain_now(log_url, paths, load_contract(paths.schema))))
         if summary["status"] == "alert":
             raise typer.Exit(job.EXIT_ALERT)
 
     _user_errors_exit_1(run)
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
-    window = summary["window"]
-    typer.echo(f"monitor: {summary['status']} ({window}); report: {summary['report']}")
-    for version, entry in summary["versions"].items():
-        for check in entry["checks"]:
-            if check["status"] in ("warn", "alert"):
-                typer.echo(f"  v{version} {check['check']}: {check['status']} (value {check.get('value')})")
-    if "note" in summary:
-        typer.echo(f"  {summary['note']}")
+def _retrain_line(outcome: dict[str, Any]) -> str:
+    """What the retrain did, in one line: rows added, the gate's verdict, the new champion and the reload."""
+    line = f"retrain: {outcome['labelled_rows']} labelled production rows added to the training data; "
+    if outcome["repro_exit_code"] != 0:
+        return line + f"`dvc repro` exited {outcome['repro_exit_code']}: {outcome.get('note', '')}"
+    if not outcome["promoted"]:
+        verdict = "accepted" if outcome["accepted"] else "refused"
+        return line + f"the new model was {verdict} but not made champion; the champion keeps serving"
+    return line + f"version {outcome['version']} is the new champion; service {outcome.get('reload', 'not reloaded')}"
 
 
 @app.command()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,12 +22,15 @@ from . import checks
 from .window import monitored, read_window
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..params import Params
     from ..paths import Paths
     from ..schema import Contract
     from .window import Window
 
 EXIT_ALERT = 3  # distinct from 1 (an error) and 2 (a usage error)
+PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 def window_bounds(
@@ -146,12 +150,96 @@ def _registry_reference(name: str, version: str) -> tuple[dict[str, Any], dict[s
 
     try:
         entry = client().get_model_version(name, version)
-        path = mlflow.artifacts.download_artifacts(run_id=entry.tags["run_id"], artifact_path="profile.json")
+        with _no_progress_bars():
+            path = mlflow.artifacts.download_artifacts(run_id=entry.tags["run_id"], artifact_path="profile.json")
     except (MlflowException, KeyError, OSError) as error:
         raise StageError(f"no profile for {name} version {version} in the registry: {error}") from None
     with open(path) as handle:
         profile = json.load(handle)
     return profile, json.loads(entry.tags.get("metrics", "{}"))
+
+
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """MLflow draws a progress bar for every artifact download (one small JSON file here): not in a report."""
+    previous = os.environ.get(PROGRESS_BAR)
+    os.environ[PROGRESS_BAR] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(PROGRESS_BAR, None)
+        else:
+            os.environ[PROGRESS_BAR] = previous
+
+
+def console_report(summary: dict[str, Any]) -> list[str]:
+    """What `monitor` prints: one line when every judged check is ok; else a headline, a table of the checks
+    that are not ok (check, value, threshold, status; alerts first), the checks not judged, and the report."""
+    window, report = summary["window"], summary.get("report", "(not written)")
+    where = f"{window['rows']} rows from {window['start']} to {window['end']}"
+    if "note" in summary:
+        return [f"monitor: {summary['status']}: {summary['note']} ({where}); report: {report}"]
+    entries = [(str(check["check"]), check) for check in summary["checks"]]
+    entries += [
+        (f"{f'v{version}' if version.isdigit() else version} {check['check']}", check)
+        for version, entry in summary["versions"].items()
+        for check in entry["checks"]
+    ]
+    judged = [(name, check) for name, check in entries if check["status"] in checks.STATUSES]
+    flagged = sorted(
+        ((name, check) for name, check in judged if check["status"] != "ok"),
+        key=lambda item: -checks.STATUSES.index(item[1]["status"]),
+    )
+    unjudged = [
+        f"{name} ({check.get('note', '')})" for name, check in entries if check["status"] not in checks.STATUSES
+    ]
+    if not flagged:
+        line = f"monitor: ok: all {len(judged)} checks ok on {where}"
+        if unjudged:
+            line += f"; not judged: {', '.join(unjudged)}"
+        return [f"{line}; report: {report}"]
+    rows = [("check", "value", "threshold", "status")]
+    rows += [(name, *_reading(check), check["status"]) for name, check in flagged]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    lines = [f"monitor: {summary['status']}: {len(flagged)} of {len(judged)} checks not ok on {where}"]
+    lines += [
+        "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + f"  {row[3]}"
+        for row in rows
+    ]
+    lines += [f"not judged: {name}" for name in unjudged]
+    return [*lines, f"report: {report}"]
+
+
+def _reading(check: dict[str, Any]) -> tuple[str, str]:
+    """A flagged check's value and the threshold it reached, each with its unit or statistic."""
+    status, value, kind = check["status"], check["value"], str(check["check"]).partition(":")[0]
+    threshold = check[status]
+    if "contract_max_missing" in check and check["rate"] > check["contract_max_missing"]:
+        return f"missing {check['rate']:.1%}", f"> {check['contract_max_missing']:.1%} (schema.yaml)"
+    if "effect" in check and _level(check["effect"], check["effect_warn"], check["effect_alert"]) > _level(
+        value, check["warn"], check["alert"]
+    ):  # drift decided by the effect size, not by PSI
+        return f"{check['effect_statistic']} {check['effect']:.4g}", f">= {check[f'effect_{status}']:.4g}"
+    if kind == "missing":
+        return f"missing {check['rate']:.1%} (training {check['training']:.1%})", f"+{threshold:.1%} over training"
+    if kind in ("performance", "estimated_performance", "refusals"):
+        what = {"performance": f"{check.get('metric')} drop", "estimated_performance": "estimated drop"}
+        return f"{what.get(kind, 'refused')} {value:.1%}", f">= {threshold:.1%}"
+    units = {
+        "latency": ("p99 ", "x"),
+        "staleness": ("", " days"),
+        "multivariate": ("domain AUC ", ""),
+        "prediction_drift": ("psi ", ""),
+    }
+    prefix, unit = units.get(kind, (f"{check['statistic']} " if "statistic" in check else "", ""))
+    if unit == "x":
+        return f"{prefix}{value:.3g}x one-row predict time", f">= {threshold:.3g}x"
+    return f"{prefix}{value:.4g}{unit}", f">= {threshold:.4g}{unit}"
+
+
+def _level(value: float, warn: float, alert: float) -> int:
+    return 2 if value >= alert else 1 if value >= warn else 0
 
 
 def _profiles(versions: dict[str, Any]) -> dict[str, dict[str, Any]]:
