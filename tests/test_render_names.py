@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import sys
 
 import pytest
 import yaml
@@ -36,12 +35,13 @@ def validator_pattern(question: str) -> re.Pattern[str]:
 
 SLUG = validator_pattern("project_slug")
 PACKAGE = validator_pattern("package_name")
-REFUSED = set(QUESTIONS["python_keywords"]["default"]) | set(QUESTIONS["reserved_package_names"]["default"])
-# A package named after a standard module (`time`, `re`, `io`...) shadows it in the generated project,
-# whose own code imports those modules, and ruff sorts its imports with the standard library: the
-# project is broken whatever the templates say. copier.yml's reserved list names only a few of them, so
-# the rest are left out here rather than reported as template lines; refusing them belongs in copier.yml.
-STDLIB = set(sys.stdlib_module_names)
+# Names copier.yml refuses: keywords, the project's dependencies, and the standard library's modules
+# (a package named `time` would shadow the module for every import in the project).
+REFUSED = {
+    name
+    for question in ("python_keywords", "reserved_package_names", "standard_modules")
+    for name in QUESTIONS[question]["default"]
+}
 
 
 def derived_package(project_name: str) -> str:
@@ -51,7 +51,7 @@ def derived_package(project_name: str) -> str:
 
 
 def valid_package(name: str) -> bool:
-    return bool(PACKAGE.search(name)) and name not in REFUSED and name not in STDLIB
+    return bool(PACKAGE.search(name)) and name not in REFUSED
 
 
 def valid_project_name(name: str) -> bool:

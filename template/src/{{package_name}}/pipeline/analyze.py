@@ -6,7 +6,7 @@ import html
 from typing import TYPE_CHECKING, Any
 
 from ..files import read_parquet, write_json
-from ..inference import decide
+from ..inference import decide, possible_leaks
 from ..metrics import is_classification
 from ..plots import pyplot, save
 from ..schema import load_contract
@@ -34,6 +34,9 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     summary = {
         "rows": len(frame),
         "reading": column_reading(raw, contract, params),
+        "possible_leaks": [
+            {"feature": name, "alone": what} for name, what in possible_leaks(raw, contract, params.task)
+        ],
         "columns": column_summary(frame, contract, params.analyze.max_categories),
         "target": target_summary(frame[contract.target.name], params.task),
         "association": feature_association(frame, contract, params.task),
@@ -171,6 +174,15 @@ def render_html(summary: dict[str, Any], images: list[str]) -> str:
         for name, info in summary["columns"].items()
     )
     figures = "\n".join(f'<figure><img src="{name}" alt="{name}"></figure>' for name in images)
+    leaks = (
+        "Features that alone predict the target almost perfectly (often computed from it, or recorded"
+        " after it): "
+        + ", ".join(
+            f"{html.escape(leak['feature'])} ({html.escape(leak['alone'])})" for leak in summary["possible_leaks"]
+        )
+        if summary["possible_leaks"]
+        else "None: no feature alone predicts the target almost perfectly."
+    )
     reading = "\n".join(
         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
             *(html.escape(row[key]) for key in ("column", "reads_as", "why", "in_schema"))
@@ -184,6 +196,7 @@ def render_html(summary: dict[str, Any], images: list[str]) -> str:
         "<h2>How each column reads</h2>\n<p>What the data looks like (inference.py), next to the kind"
         " schema.yaml gives it: review the differences.</p>\n<table><tr><th>column</th><th>reads as</th>"
         f"<th>why</th><th>in schema.yaml</th></tr>\n{reading}\n</table>\n"
+        f"<h2>Possible target leaks</h2>\n<p>{leaks}</p>\n"
         "<h2>Columns</h2>\n<table><tr><th>column</th><th>type</th><th>missing</th><th>unique</th>"
         f"<th>summary</th></tr>\n{rows}\n</table>\n<h2>Plots</h2>\n{figures}\n</body></html>\n"
     )
