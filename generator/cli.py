@@ -16,14 +16,19 @@ from pathlib import Path
 from .errors import GeneratorError
 from .project import (
     ANSWERS,
+    SHORT_NAMES,
     answers_problems,
     changed_since_head,
     command_problem,
     conflicted_files,
+    dvc_summary,
+    locked_stages,
     newest_release,
     read_answers,
+    session_results,
     template_source,
     template_status,
+    template_version,
     uncommitted_files,
 )
 from .template_source import (
@@ -199,6 +204,7 @@ def check(dest: Path, quick: bool = False) -> None:
     """Report the project's template version and the state of what copier, DVC and uv read, then run its checks.
 
     Its checks are its default nox sessions (lint, type-check, tests) and `dvc status`; `quick` skips them.
+    The last line sums it all up.
     """
     answers = read_answers(dest)
     uv = shutil.which("uv") or "uv"
@@ -219,9 +225,61 @@ def check(dest: Path, quick: bool = False) -> None:
     failed = [name for name, found in results.items() if found]
     if failed:
         raise GeneratorError(f"{dest}: {', '.join(failed)} not in order (see above)")
-    if not quick:
-        run_step([uv, "run", "--frozen", "nox"], dest)
-        run_step([uv, "run", "--frozen", "dvc", "status"], dest)
+    summary = [f"template {template_version(dest, answers)}"]
+    summary += [f"{SHORT_NAMES[name]} ok" for name in results]
+    if quick:
+        print(f"check: {', '.join(summary)} (--quick: no lint, type-check, tests or dvc status)")
+        return
+    returncode, output = run_streamed([uv, "run", "--frozen", "nox"], dest)
+    sessions = session_results(output)
+    summary += [f"{name} {result}" for name, result in sessions.items()]
+    if returncode != 0 and not sessions:
+        summary.append(f"nox failed with exit code {returncode}")
+    summary.append(dvc_status(dest, uv, env))
+    print(f"check: {', '.join(summary)}", flush=True)
+    broken = [name for name, result in sessions.items() if result == "failed" or "failed" in result]
+    if returncode != 0:
+        raise GeneratorError(f"{dest}: {', '.join(broken) or 'nox'} failed (see above)")
+
+
+def run_streamed(command: list[str], cwd: Path) -> tuple[int, list[str]]:
+    """Run `command` in `cwd`, its output shown live and kept: (exit code, output lines)."""
+    print(f"$ {' '.join(command)}", flush=True)
+    try:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=_env_without_virtualenv(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+    except FileNotFoundError:
+        raise GeneratorError(f"{command[0]} not found: install it (uv: https://docs.astral.sh/uv/)") from None
+    lines = []
+    assert process.stdout is not None
+    with process.stdout:
+        for line in process.stdout:
+            print(line, end="", flush=True)
+            lines.append(line.rstrip("\n"))
+    return process.wait(), lines
+
+
+def dvc_status(dest: Path, uv: str, env: dict[str, str]) -> str:
+    """`dvc status` condensed to the stages not run yet and those changed, by name."""
+    import json
+
+    command = [uv, "run", "--frozen", "dvc", "status", "--json"]
+    completed = subprocess.run(command, cwd=dest, env=env, capture_output=True, text=True, check=False)
+    try:
+        status = json.loads(completed.stdout.strip().splitlines()[-1]) if completed.returncode == 0 else None
+    except (IndexError, ValueError):
+        status = None
+    if not isinstance(status, dict):
+        reason = (completed.stderr.strip().splitlines() or [f"exit code {completed.returncode}"])[-1]
+        return f"dvc: status unknown (`dvc status`: {reason})"
+    return dvc_summary(status, locked_stages(dest))
 
 
 def build_parser() -> argparse.ArgumentParser:

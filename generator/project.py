@@ -133,3 +133,66 @@ def command_problem(command: list[str], dest: Path, env: dict[str, str], what: s
     reason = next((line for line in lines if re.search(r"error|invalid", line, re.IGNORECASE)), None)
     reason = reason or (lines[-1] if lines else f"exit code {completed.returncode}")
     return [f"{what} (`{' '.join([Path(command[0]).name, *command[1:]])}`: {reason})"]
+
+
+# What `copier-mlops check` says about each part, in its one-line summary.
+SHORT_NAMES = {ANSWERS: "answers", "uv.lock": "lock", "dvc.yaml": "pipeline"}
+NOX_SESSION = re.compile(r"^nox > Session (\S+) (was successful|failed|was skipped|aborted)")
+PYTEST_COUNTS = re.compile(r"^=*\s*((?:\d+ \w+(?:, )?)+) in [\d.]+s")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def template_version(dest: Path, answers: dict[str, Any]) -> str:
+    """The project's template version, and the newer release when there is one: `v1.0.0 (v1.2.0 available)`."""
+    commit = str(answers.get("_commit") or "unknown")
+    status = template_status(dest, answers) if answers.get("_src_path") and answers.get("_commit") else ""
+    newer = re.search(r"a newer release is available: (\S+)", status)
+    return f"{commit} ({newer[1]} available: copier-mlops update)" if newer else commit
+
+
+def session_results(output: list[str]) -> dict[str, str]:
+    """Each nox session that ran and how it ended (ok, failed, skipped), with pytest's counts for one that ran tests.
+
+    `output` is what `nox` printed, line by line; pytest's counts belong to the session they appear in.
+    """
+    results: dict[str, str] = {}
+    counts: str | None = None
+    for raw in output:
+        line = ANSI.sub("", raw).strip()
+        found = PYTEST_COUNTS.match(line)
+        if found:
+            counts = found[1]
+            continue
+        ended = NOX_SESSION.match(line)
+        if ended:
+            verdict = {"was successful": "ok", "was skipped": "skipped"}.get(ended[2], "failed")
+            if counts and verdict == "failed" and "failed" not in counts and "error" not in counts:
+                counts += " (failed)"  # the tests passed, something after them did not (a coverage floor)
+            results[ended[1]] = counts or verdict
+            counts = None
+    return results
+
+
+def dvc_summary(status: dict[str, Any], locked: set[str]) -> str:
+    """`dvc status --json` in a few words: stages never run (not in dvc.lock) and stages changed since, by name."""
+    if not status:
+        return "dvc: up to date"
+    never = [name for name in status if name.rpartition(":")[2] not in locked]
+    changed = [name for name in status if name not in never]
+    parts = []
+    if never:
+        parts.append(f"{len(never)} {'stage' if len(never) == 1 else 'stages'} not run yet ({', '.join(never)})")
+    if changed:
+        parts.append(f"{len(changed)} {'stage' if len(changed) == 1 else 'stages'} changed ({', '.join(changed)})")
+    return f"dvc: {', '.join(parts)}; run `uv run dvc repro`"
+
+
+def locked_stages(dest: Path) -> set[str]:
+    """The stages dvc.lock records: those that ran at least once."""
+    path = dest / "dvc.lock"
+    try:
+        lock = yaml.safe_load(path.read_text()) if path.exists() else None
+    except yaml.YAMLError:
+        return set()
+    stages = lock.get("stages") if isinstance(lock, dict) else None
+    return set(stages) if isinstance(stages, dict) else set()

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from generator.project import dvc_summary, locked_stages, session_results
+
 from .conftest import REPO, project_env
 
 
@@ -103,3 +105,57 @@ def test_help_does_not_import_copier() -> None:
 
 def test_check_outside_a_generated_project_is_refused(tmp_path: Path) -> None:
     assert_one_line_error(cli("check", str(tmp_path)), "has no .copier-answers.yml")
+
+
+# What `dvc status --json` printed on a project that ran its pipeline once, then had two modules edited.
+STATUS_AFTER_EDITS = {
+    "train": [{"changed deps": {"src/p/features.py": "modified"}}],
+    "evaluate": [{"changed deps": {"src/p/features.py": "modified"}}],
+}
+
+
+def test_check_condenses_dvc_status_to_stage_names() -> None:
+    stages = ["extract", "validate", "analyze", "prepare", "train", "evaluate", "accept"]
+    never_run = {name: [{"changed outs": {f"out/{name}": "deleted"}}] for name in stages}
+    assert dvc_summary(never_run, set()) == (
+        "dvc: 7 stages not run yet (extract, validate, analyze, prepare, train, evaluate, accept);"
+        " run `uv run dvc repro`"
+    )
+    assert dvc_summary(STATUS_AFTER_EDITS, set(stages)) == (
+        "dvc: 2 stages changed (train, evaluate); run `uv run dvc repro`"
+    )
+    mixed = {"accept": [{"changed outs": {"models/acceptance.json": "deleted"}}], **STATUS_AFTER_EDITS}
+    assert dvc_summary(mixed, set(stages) - {"accept"}).startswith(
+        "dvc: 1 stage not run yet (accept), 2 stages changed"
+    )
+    assert dvc_summary({}, set(stages)) == "dvc: up to date"
+
+
+def test_the_stages_that_ran_are_read_from_dvc_lock(tmp_path: Path) -> None:
+    assert locked_stages(tmp_path) == set()
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages:\n  extract:\n    cmd: x\n  train:\n    cmd: y\n")
+    assert locked_stages(tmp_path) == {"extract", "train"}
+    (tmp_path / "dvc.lock").write_text("stages: [\n")
+    assert locked_stages(tmp_path) == set()
+
+
+def test_check_reads_each_nox_sessions_outcome_and_the_test_counts() -> None:
+    output = [
+        "nox > Running session lint",
+        "All checks passed!",
+        "nox > Session lint was successful in 2 seconds.",
+        "nox > Running session typecheck",
+        "Found 1 error in 1 file (checked 52 source files)",
+        "nox > Session typecheck failed.",
+        "nox > Running session tests",
+        "........ [100%]",
+        "\x1b[32m120 passed, 2 skipped in 31.20s\x1b[0m",
+        "nox > Session tests was successful in 40 seconds.",
+        "nox > Ran multiple sessions:",
+        "nox > * lint: success",
+    ]
+    assert session_results(output) == {"lint": "ok", "typecheck": "failed", "tests": "120 passed, 2 skipped"}
+    failing = ["=========== 3 failed, 117 passed in 12.01s ===========", "nox > Session tests failed."]
+    assert session_results(failing) == {"tests": "3 failed, 117 passed"}
+    floor = ["120 passed in 9.00s", "FAIL Required test coverage of 80% not reached.", "nox > Session tests failed."]
+    assert session_results(floor) == {"tests": "120 passed (failed)"}
