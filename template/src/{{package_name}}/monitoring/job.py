@@ -119,7 +119,10 @@ def check_version(window: Window, version: str, params: Params, paths: Paths, co
         )
     )
     if is_classification(params.task):
-        found.append(checks.estimated_performance(window, params.task, offline, monitor))
+        # The label-free estimate against the same estimate on validation (profiles since it was saved),
+        # so a model that is not calibrated does not alert on healthy traffic; else the offline figures.
+        estimated_reference = profile.get("prediction", {}).get("estimated") or offline
+        found.append(checks.estimated_performance(window, params.task, estimated_reference, monitor))
     found.append(checks.latency(window, profile, monitor))
     found.append(checks.staleness(profile, monitor))
     return {
