@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import StageError
+from .params import MISSING_MARKERS
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Generator, Sequence
+    from collections.abc import Generator, Sequence
 
     import pandas as pd
 
@@ -44,27 +45,30 @@ def source_files(source: Path) -> list[Path]:
 
 
 def read_chunks(
-    files: Sequence[Path], chunk_rows: int, features: Collection[str] | None = None
+    files: Sequence[Path],
+    chunk_rows: int,
+    markers: Sequence[str] = MISSING_MARKERS,
 ) -> Generator[pd.DataFrame]:
     """The files, one after the other, in frames of at most `chunk_rows` rows, indexed by row number
     (from 0, continuing across files). Only one file is open, and one chunk in memory, at a time.
 
-    With `features`, a CSV's other columns are read as text, exactly as written: an ID keeps its
-    leading zeros, and a column cannot change type from one chunk to the next.
+    A CSV is read as text, exactly as written: an ID keeps its leading zeros, "TRUE" stays "TRUE", a
+    column cannot change type from one chunk to the next, and the `markers` are missing values.
     Close the generator (as `predict_file` does) to release the open file early.
     """
     import pandas as pd
 
     offset = 0
     for path in files:
-        with closing(_file_chunks(path, chunk_rows, features)) as frames:
+        with closing(_file_chunks(path, chunk_rows, markers)) as frames:
             for frame in frames:
                 frame.index = pd.RangeIndex(offset, offset + len(frame))
                 offset += len(frame)
                 yield frame
 
 
-def _file_chunks(path: Path, chunk_rows: int, features: Collection[str] | None) -> Generator[pd.DataFrame]:
+def _file_chunks(path: Path, chunk_rows: int, markers: Sequence[str] = MISSING_MARKERS) -> Generator[pd.DataFrame]:
+    """A file's frames; the contract reads numbers, codes and dates from a CSV's text."""
     import pandas as pd
     import pyarrow.parquet as pq
 
@@ -73,11 +77,9 @@ def _file_chunks(path: Path, chunk_rows: int, features: Collection[str] | None) 
             for batch in parquet.iter_batches(batch_size=chunk_rows):
                 yield batch.to_pandas()
     else:
-        text: dict[str, Any] = {}
-        if features is not None:
-            header = pd.read_csv(path, nrows=0).columns
-            text = {name: str for name in header if name not in features}
-        with pd.read_csv(path, chunksize=chunk_rows, dtype=text or None) as reader:
+        with pd.read_csv(
+            path, chunksize=chunk_rows, dtype=str, keep_default_na=False, na_values=list(markers)
+        ) as reader:
             yield from reader
 
 
@@ -160,7 +162,12 @@ class OutputWriter:
 
 
 def predict_file(
-    source: Path, target: Path, loaded: LoadedModel, contract: Contract, chunk_rows: int
+    source: Path,
+    target: Path,
+    loaded: LoadedModel,
+    contract: Contract,
+    chunk_rows: int,
+    markers: Sequence[str] = MISSING_MARKERS,
 ) -> dict[str, Any]:
     """Score `source` (a file or a glob) into `target`; bad rows go to `<target>.errors.csv`.
 
@@ -175,7 +182,7 @@ def predict_file(
     errors_written = False
     kept: list[str] | None = None
     try:
-        with closing(read_chunks(files, chunk_rows, contract.feature_names)) as chunks:
+        with closing(read_chunks(files, chunk_rows, markers)) as chunks:
             for chunk in chunks:
                 if kept is None:  # the first file's columns decide; a later file lacking one is refused below
                     kept = kept_columns(chunk, contract, loaded)

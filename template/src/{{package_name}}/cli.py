@@ -238,7 +238,8 @@ def predict(
         config = _serving_config(model_source)
         params = load_params(config.paths.params)
         loaded = load_model(config, params.task, params.mlflow.registered_model)
-        result = predict_file(source, target, loaded, load_contract(config.paths.schema), chunk_rows)
+        contract = load_contract(config.paths.schema)
+        result = predict_file(source, target, loaded, contract, chunk_rows, params.extract.missing_values)
         typer.echo(predict_summary(result))
 
     _user_errors_exit_1(run)
