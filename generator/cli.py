@@ -21,6 +21,7 @@ from .project import (
     changed_since_head,
     command_problem,
     conflicted_files,
+    data_path_note,
     dvc_summary,
     locked_stages,
     newest_release,
@@ -337,6 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 defaults=args.defaults or not sys.stdin.isatty(),
                 tasks=not args.no_tasks,
             )
+            note = data_path_note(args.dest, read_answers(args.dest))
+            if note:
+                print(f"{PROG}: note: {note}", file=sys.stderr)
         elif args.command == "update":
             update(args.dest, parse_data(args.data), args.vcs_ref)
         elif args.command == "demo":

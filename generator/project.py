@@ -196,3 +196,19 @@ def locked_stages(dest: Path) -> set[str]:
         return set()
     stages = lock.get("stages") if isinstance(lock, dict) else None
     return set(stages) if isinstance(stages, dict) else set()
+
+
+def data_path_note(dest: Path, answers: dict[str, Any]) -> str | None:
+    """For a file source whose `data_path` matches no file yet: where to put the data. None otherwise."""
+    import glob
+
+    if answers.get("data_source") != "file":
+        return None
+    pattern = str(answers.get("data_path", ""))
+    absolute = pattern if Path(pattern).is_absolute() else str(dest / pattern)
+    if any(Path(name).is_file() for name in glob.glob(absolute, recursive=True)):
+        return None
+    return (
+        f"data_path {pattern!r} matches no file yet: put your data there (or change extract.file in"
+        f" {dest / 'params.yaml'}) before `uv run dvc repro`."
+    )

@@ -46,6 +46,17 @@ def test_new_renders_a_project(tmp_path: Path) -> None:
     assert (dest / "src" / "demand_forecast" / "cli.py").exists()
 
 
+def test_new_says_when_the_data_path_matches_no_file(tmp_path: Path) -> None:
+    answers = ["--no-tasks", "-d", "data_source=file", "-d", "target_column=y"]
+    missing = cli("new", str(tmp_path / "a"), *answers, "-d", "data_path=data/source/*.csv")
+    assert missing.returncode == 0, missing.stderr
+    assert "note: data_path 'data/source/*.csv' matches no file yet" in missing.stderr
+    (tmp_path / "mine.csv").write_text("x,y\n1,2\n")
+    found = cli("new", str(tmp_path / "b"), *answers, "-d", f"data_path={tmp_path / 'mine.csv'}")
+    assert found.returncode == 0, found.stderr
+    assert "matches no file" not in found.stderr
+
+
 def test_non_empty_destination_is_refused(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("mine")
     assert_one_line_error(cli("new", str(tmp_path), "--no-tasks"), "is not empty")
