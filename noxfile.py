@@ -40,6 +40,26 @@ def update(session: nox.Session) -> None:
 
 
 @nox.session(python=False)
+def corpus(session: nox.Session) -> None:
+    """Every real data set of tests/corpus through a generated project (CI runs the `ci: true` handful)."""
+    session.run(
+        "uv",
+        "run",
+        "--frozen",
+        "pytest",
+        "-q",
+        "-n",
+        "2",
+        "-m",
+        "corpus",
+        "tests/test_corpus.py",
+        *session.posargs,
+        env={"CORPUS": "all"},
+        external=True,
+    )
+
+
+@nox.session(python=False)
 def bench(session: nox.Session) -> None:
     """Benchmarks: JSON figures on stdout."""
     uv_run(session, "python", "benchmarks/pipeline.py", *session.posargs)

@@ -1,0 +1,118 @@
+"""Corpus benchmark: each real data set of tests/corpus through a generated project's first `dvc repro`.
+
+Prints one JSON object per data set, one per line, as each finishes: its rows and columns as written,
+the features schema.yaml kept, the first `dvc repro`'s wall seconds and peak memory (the largest
+resident set of any process it ran, by /usr/bin/time -v: DVC runs each stage as its own process, so
+this is the heaviest stage, not a sum), the gate's verdict, and the primary metric of the model
+against the baseline on the test split (reports/metrics.json).
+
+Run: `uv run python benchmarks/corpus.py [NAME ...] [--keep DIR]` (no names: every data set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.conftest import GIT_IDENTITY, project_env, render  # noqa: E402
+from tests.corpus import answers, columns_written, expectations, write  # noqa: E402
+
+PRIMARY = {"binary_classification": "roc_auc", "multiclass_classification": "f1_macro", "regression": "r2"}
+
+
+def sh(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=cwd, env=project_env(), capture_output=True, text=True, check=False)
+
+
+def measured(command: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], float, float | None]:
+    """Run `command`; its wall seconds and peak resident memory in MB (None without /usr/bin/time)."""
+    timer = shutil.which("time", path="/usr/bin")
+    report = Path(tempfile.mkstemp(prefix="corpus-time-")[1])
+    wrapped = [timer, "-v", "-o", str(report), *command] if timer else command
+    started = time.perf_counter()
+    completed = sh(wrapped, cwd)
+    seconds = round(time.perf_counter() - started, 2)
+    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", report.read_text()) if timer else None
+    report.unlink(missing_ok=True)
+    return completed, seconds, round(int(peak.group(1)) / 1024, 1) if peak else None
+
+
+def bench(name: str, workdir: Path) -> dict[str, object]:
+    expectation = expectations()[name]
+    root = render(workdir / name, tasks=True, **answers(expectation))
+    write(expectation, root)
+    synced = sh(["uv", "sync", "--frozen", "--quiet", "--compile-bytecode"], root)
+    if synced.returncode != 0:
+        return {"name": name, "error": f"uv sync failed: {synced.stderr[-2000:]}"}
+    dvc = str(root / ".venv" / "bin" / "dvc")
+    completed, seconds, peak_mb = measured([dvc, "repro"], root)
+    result: dict[str, object] = {
+        "name": name,
+        "source": expectation.source,
+        "task": expectation.task,
+        "format": expectation.format,
+        "rows": expectation.rows,
+        "columns": len(columns_written(expectation)),
+        "first_repro_seconds": seconds,
+        "first_repro_peak_memory_mb": peak_mb,
+        "repro_exit_code": completed.returncode,
+    }
+    schema = root / "schema.yaml"
+    if schema.exists():
+        result["features_kept"] = len((yaml.safe_load(schema.read_text()) or {}).get("features") or {})
+    acceptance = root / "models" / "acceptance.json"
+    if acceptance.exists():
+        verdict = json.loads(acceptance.read_text())
+        result["verdict"] = "accepted" if verdict["accepted"] else "refused"
+        result["expected"] = "accepted" if expectation.beats_baseline else "refused"
+    else:
+        result["verdict"] = "no verdict"
+        result["error"] = (completed.stdout + completed.stderr)[-2000:]
+    metrics = root / "reports" / "metrics.json"
+    if metrics.exists():
+        figures = json.loads(metrics.read_text())
+        metric = PRIMARY[expectation.task]
+        result["primary_metric"] = {
+            "metric": metric,
+            "model": figures["model"]["test"].get(metric),
+            "baseline": figures["baseline"]["test"].get(metric),
+        }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="data sets of tests/corpus (default: all)")
+    parser.add_argument("--keep", type=Path, help="render the projects into this folder and keep them")
+    args = parser.parse_args()
+    for key, value in GIT_IDENTITY.items():  # the render's tasks commit
+        os.environ.setdefault(key, value)
+    known = expectations()
+    unknown = set(args.names) - set(known)
+    if unknown:
+        sys.exit(f"unknown data sets {sorted(unknown)}; known: {', '.join(known)}")
+    workdir = (args.keep or Path(tempfile.mkdtemp(prefix="bench-corpus-"))).absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        for name in args.names or known:
+            print(json.dumps(bench(name, workdir)), flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
