@@ -126,7 +126,7 @@ def _decide_text(name: str, text: pd.Series, unique: bool, max_categories: int) 
         return Decision(name, "datetime", "dates", f"text dates from {text.min()} to {text.max()}")
     if text.str.fullmatch(HEX_ID).mean() >= DATE_SHARE:
         return Decision(name, None, "identifier", "UUID or hex strings")
-    words = float(text.head(5000).str.split().str.len().mean())
+    words = float(text.head(5000).str.count(r"\S+").mean())
     if words >= FREE_TEXT_WORDS:
         return Decision(name, None, "free_text", f"{words:.1f} words per value on average")
     if unique:

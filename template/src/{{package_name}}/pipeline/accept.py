@@ -29,6 +29,8 @@ from ..tracking import lineage_tags, start_run, tracking_enabled
 from ..verdict import write_verdict
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     import pandas as pd
 
     from ..params import AcceptParams, FeatureRules, Params, SliceRules
@@ -424,21 +426,21 @@ def canary(paths: Paths, task: str, contract: Contract, model: Any, rows: pd.Dat
 
 
 def request_batches(
-    records: list[dict[str, Any]], max_records: int, max_bytes: int
-) -> list[tuple[int, list[dict[str, Any]]]]:
+    records: Sequence[Mapping[Any, Any]], max_records: int, max_bytes: int
+) -> list[tuple[int, list[Mapping[Any, Any]]]]:
     """The records in requests the service accepts: at most `max_records` each, and bodies within `max_bytes`
     (with a tenth to spare), however wide the rows. Each batch comes with the index of its first record."""
     budget = int(max_bytes * 0.9)
-    batches: list[tuple[int, list[dict[str, Any]]]] = []
+    batches: list[tuple[int, list[Mapping[Any, Any]]]] = []
     start, size = 0, 2
     for index, record in enumerate(records):
         length = len(json.dumps(record, default=str)) + 1
         if index > start and (index - start >= max_records or size + length > budget):
-            batches.append((start, records[start:index]))
+            batches.append((start, list(records[start:index])))
             start, size = index, 2
         size += length
     if start < len(records):
-        batches.append((start, records[start:]))
+        batches.append((start, list(records[start:])))
     return batches
 
 
