@@ -34,7 +34,10 @@ PRIMARY = {"binary_classification": "roc_auc", "multiclass_classification": "f1_
 
 
 def sh(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, cwd=cwd, env=project_env(), capture_output=True, text=True, check=False)
+    """Run in the project as `uv run` would: its .venv/bin first on PATH (dvc.yaml calls the project's CLI)."""
+    env = project_env()
+    env["PATH"] = f"{cwd / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
 
 
 def measured(command: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], float, float | None]:
