@@ -322,7 +322,7 @@ def answers(expectation: Expectation) -> dict[str, str]:
         return common | {
             "data_source": "sql",
             "database_url": f"sqlite:///{data_path(expectation)}",
-            "query": f"SELECT * FROM {table_name(expectation.name)}",
+            "query": f'SELECT * FROM "{table_name(expectation.name)}"',  # quoted: `default` is an SQL keyword
         }
     return common | {"data_source": "file", "data_path": data_path(expectation)}
 

@@ -36,18 +36,23 @@ if TYPE_CHECKING:
 Kind = Literal["numeric", "categorical", "datetime"]
 
 MOSTLY_MISSING = 0.5  # a column missing more often than this is left out
-# Integer columns from 1 up with at most INTEGER_CODES distinct values, each seen CODE_REPEATS times on
-# average, are codes (levels, ratings, classes: categorical). Counts start at 0 and stay numbers, so a
-# count one past the training maximum is still valid.
+# Integer columns of values from 1 to INTEGER_CODES, each seen CODE_REPEATS times on average, are codes
+# (levels, ratings, occupations: categorical). Counts stay numbers, so a count one past the training
+# maximum is still valid: those that start at 0, and those named as counts (a plural such as bedrooms
+# or stories, n_..., num..., ...count). The values alone cannot tell bedrooms 1-6 from occupation codes
+# 1-6; the name is what a person reads too, and the comment in schema.yaml says which way it went.
 INTEGER_CODES = 10
 CODE_REPEATS = 5
+COUNT_NAME = re.compile(r"(n|nb|no|num|number|count|cnt)[_ .-].*|.*(count|number|_n)|.*[^su\W_]s", re.IGNORECASE)
+CAMEL_COUNT = re.compile(r"(n|nb|num|count|cnt)[A-Z].*")  # nVisits, numChildren
 FREE_TEXT_WORDS = 5  # text averaging this many words or more is free text, not a category
 DATE_SHARE = 0.95  # text that parses as dates this often is a datetime column
-LEAK_R2 = 0.95  # one feature alone reaching this R² (regression) ...
+NEARLY_UNIQUE = 0.95  # text with this share of distinct values is a name or a key, not a category
+LEAK_R2 = 0.9  # one feature alone reaching this R² (regression) ...
 LEAK_BALANCED_ACCURACY = 0.98  # ... or this balanced accuracy (classification) may leak the target
 LEAK_ROWS = 5000  # rows the leak check fits on
 UNNAMED = re.compile(r"(|column0+|unnamed: ?0|rownames|row\.?names|\.\.\.1|index|level_0)", re.IGNORECASE)
-ID_NAME = re.compile(r"(.*[_ .-])?(id|uuid|guid)", re.IGNORECASE)  # id, customer_id, Patient ID
+ID_NAME = re.compile(r"(.*[_ .-])?(id|uuid|guid)|.*(code|cod|key)", re.IGNORECASE)  # id, customer_id, zipcode
 CAMEL_ID = re.compile(r".*[a-z](ID|Id)")  # customerID, CustomerId
 HEX_ID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}|[0-9a-fA-F]{16,}")
 
@@ -116,8 +121,12 @@ def _decide_number(name: str, present: pd.Series, unique: bool, rows: int) -> De
         return Decision(name, None, "identifier", "an ID, unique per row")
     if distinct == 2:
         return Decision(name, "categorical", "two values", f"{_listed(np.unique(values))}")
-    if integers and distinct <= INTEGER_CODES and values.min() >= 1 and len(values) >= CODE_REPEATS * distinct:
-        return Decision(name, "categorical", "integer codes", f"{distinct} distinct values")
+    if integers and distinct <= INTEGER_CODES and len(values) >= CODE_REPEATS * distinct:
+        small = values.min() >= 1 and values.max() <= INTEGER_CODES
+        if small and not (COUNT_NAME.fullmatch(name) or CAMEL_COUNT.fullmatch(name)):
+            return Decision(name, "categorical", "integer codes", f"{distinct} distinct values from {values.min():g}")
+        detail = f"{distinct} distinct integers from {values.min():g}: a count (if they are codes, make it categorical)"
+        return Decision(name, "numeric", "numbers", detail)
     return Decision(name, "numeric", "numbers", f"{distinct} distinct values from {values.min():g} to {values.max():g}")
 
 
@@ -129,8 +138,8 @@ def _decide_text(name: str, text: pd.Series, unique: bool, max_categories: int) 
     words = float(text.head(5000).str.count(r"\S+").mean())
     if words >= FREE_TEXT_WORDS:
         return Decision(name, None, "free_text", f"{words:.1f} words per value on average")
-    if unique:
-        return Decision(name, None, "identifier", "text unique per row")
+    if unique or text.nunique() >= NEARLY_UNIQUE * len(text) > 20:
+        return Decision(name, None, "identifier", f"text unique per row ({text.nunique()} distinct in {len(text)})")
     distinct = int(text.nunique())
     if distinct > max_categories:
         detail = f"{distinct} distinct values, more than infer_schema.max_categories ({max_categories})"
