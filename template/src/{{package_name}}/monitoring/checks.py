@@ -133,10 +133,18 @@ def _drift_result(
 
 
 def prediction_drift(window: Window, profile: dict[str, Any], params: MonitorParams) -> dict[str, Any]:
-    """The model's outputs against its outputs on validation: class shares and confidence, or values."""
+    """The model's outputs against its outputs on validation: class shares and confidence, or values.
+
+    A reference of fewer than `min_rows` validation rows is noise (47 rows of a 234-row data set make
+    ten confidence bins of four or five): then the check is not judged.
+    """
     import numpy as np
 
     reference = profile["prediction"]
+    if reference.get("rows", params.min_rows) < params.min_rows:
+        return not_judged(
+            "prediction_drift", f"the reference has {reference['rows']} validation rows (fewer than {params.min_rows})"
+        )
     predictions = window.served["prediction"].to_numpy()
     if reference["kind"] == "numeric":
         return _numeric_drift("prediction_drift", predictions.astype("float64"), reference, params, "prediction")

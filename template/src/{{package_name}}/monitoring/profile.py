@@ -82,7 +82,9 @@ def prediction_profile(
     import numpy as np
 
     if not is_classification(task):
-        return {"kind": "numeric"} | numeric_profile(np.asarray(model.predict(features), dtype="float64"), params, rng)
+        return {"kind": "numeric", "rows": len(features)} | numeric_profile(
+            np.asarray(model.predict(features), dtype="float64"), params, rng
+        )
     proba = model.predict_proba(features)
     classes = [str(label) for label in model.classes_]
     predicted = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
@@ -93,6 +95,7 @@ def prediction_profile(
         estimated["roc_auc"] = round(expected_roc_auc(proba[:, 1]), 6)
     return {
         "kind": "categorical",
+        "rows": len(features),
         "estimated": estimated,
         "categories": classes,
         "counts": category_counts(predicted, classes).tolist(),
