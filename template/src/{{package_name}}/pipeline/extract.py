@@ -98,8 +98,14 @@ def extract_files(
     with tempfile.TemporaryDirectory(prefix=".extract-", dir=paths.raw.parent) as scratch:
         # Insertion order kept (DuckDB's default, stated because it matters): the same files give the same
         # data/raw byte for byte, so DVC re-runs nothing downstream when the rows have not changed.
+        # The in_clause optimizer turns the missing-value markers' list into a join, which loses the order.
         connection = duckdb.connect(
-            config={"memory_limit": source.memory_limit, "temp_directory": scratch, "preserve_insertion_order": True}
+            config={
+                "memory_limit": source.memory_limit,
+                "temp_directory": scratch,
+                "preserve_insertion_order": True,
+                "disabled_optimizers": "in_clause",
+            }
         )
         with connection:
             scan_source = reader(files, markers)
@@ -185,8 +191,7 @@ def source_column(name: str, kind: str, markers: Sequence[str]) -> str:
         return f"CAST({column} AS DOUBLE) AS {column}"
     if kind == "VARCHAR" and markers:
         listed = ", ".join(quoted(marker) for marker in markers)
-        # list_contains, not IN: DuckDB turns a long IN list into a join, which loses the rows' order.
-        return f"CASE WHEN list_contains([{listed}], trim({column})) THEN NULL ELSE {column} END AS {column}"
+        return f"CASE WHEN trim({column}) IN ({listed}) THEN NULL ELSE {column} END AS {column}"
     return column
 
 
