@@ -3,7 +3,7 @@ serving one row, healthy traffic and monitoring.
 
 The data sets and what a careful data scientist makes of them are in tests/corpus/<name>.yaml and
 tests/corpus.py. The ones marked `ci: true` (a handful across the three tasks and the formats r_csv,
-sqlite, parquet_nullable, csv_glob) run in the default test command; all of them run with
+parquet_nullable, csv_glob; the sql source runs in test_e2e) run in the default test command; all of them run with
 `CORPUS=all`, which `uv run nox -s corpus` sets. Each data set reports every problem it meets
 (inference mismatches name the column, the kind expected and the decision made), not only the first.
 """
@@ -36,7 +36,7 @@ def uv(root: Path, *args: str, check: bool = True, env: dict[str, str] | None = 
 
 def test_the_corpus_covers_the_tasks_formats_and_shapes_it_promises() -> None:
     """At least 12 data sets; every task and format; one with dates, one with 50 or more columns; the CI
-    handful covers the three tasks and the r_csv, sqlite, parquet_nullable and csv_glob formats."""
+    handful covers the three tasks and the r_csv, parquet_nullable and csv_glob formats."""
     from .corpus import FORMATS, TASKS, columns_written
 
     assert len(CORPUS) >= 12
@@ -46,7 +46,7 @@ def test_the_corpus_covers_the_tasks_formats_and_shapes_it_promises() -> None:
     assert max(len(columns_written(e)) for e in CORPUS.values()) >= 50
     handful = [e for e in CORPUS.values() if e.ci]
     assert {e.task for e in handful} == set(TASKS)
-    assert {"r_csv", "sqlite", "parquet_nullable", "csv_glob"} <= {e.format for e in handful}
+    assert {"r_csv", "parquet_nullable", "csv_glob"} <= {e.format for e in handful}
     assert any(not e.beats_baseline for e in CORPUS.values())
 
 

@@ -336,9 +336,19 @@ def simulate(
             config = _serving_config(None)
             loaded = load_model(config, params.task, params.mlflow.registered_model)
             result = write_to_log(config.prediction_log_url, loaded, contract, frame, labels, feedback, seed)
-        typer.echo(json.dumps(result))
+        typer.echo(simulated_line(result, url))
 
     _user_errors_exit_1(run)
+
+
+def simulated_line(result: dict[str, Any], url: str) -> str:
+    """simulate's one summary line: where the traffic went, how much of it was answered and labelled."""
+    target = url or "the prediction log"
+    version = f" by model version {result['model_version']}" if "model_version" in result else ""
+    return (
+        f"simulate: {result['predicted']} of {result['rows']} rows predicted{version} into {target}; "
+        f"{result['feedback']} with feedback"
+    )
 
 
 def _simulation_base(seed: int, scenario: Scenario) -> tuple[Params, Contract, pd.DataFrame, Scenario]:
