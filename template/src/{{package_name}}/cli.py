@@ -66,8 +66,25 @@ def run_stage(name: str) -> dict[str, object]:
     except StageError as error:
         typer.secho(f"{name} failed: {error}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
-    typer.echo(f"{name}: {json.dumps(result, default=str)}")
+    typer.echo(summary_line(name, result))
     return result
+
+
+def summary_line(name: str, result: dict[str, object]) -> str:
+    """A stage's result as one line a person reads in `dvc repro`'s output: `extract: rows 234; columns 11; ...`."""
+    return f"{name}: " + "; ".join(f"{key.replace('_', ' ')} {_plain(value)}" for key, value in result.items())
+
+
+def _plain(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {_plain(item)}" for key, item in value.items()) or "none"
+    if isinstance(value, list | tuple):
+        return ", ".join(_plain(item) for item in value) or "none"
+    return str(value)
 
 
 def _stage_command(name: str) -> Callable[[], None]:
@@ -103,7 +120,7 @@ def tune_worker(
         from .pipeline.train import work
 
         result = work(load_params(params_file), Paths(), worker_id=worker_id, wait_seconds=wait)
-        typer.echo(f"tune-worker: {json.dumps(result)}")
+        typer.echo(summary_line("tune-worker", result))
 
     _user_errors_exit_1(run)
 
