@@ -55,12 +55,16 @@ class Measured:
     peak_rss_mb: int
     output: str  # the command's stdout and stderr
 
-    def last_json(self) -> Any:
-        """The last line of the command's output that is a JSON object (the CLI's summary)."""
+    def summary(self, stage: str) -> dict[str, str]:
+        """The stage's one summary line (`extract: rows 234; columns 11; ...`) as {name: value}."""
         for line in reversed(self.output.splitlines()):
-            if "{" in line:
-                return json.loads(line[line.index("{") :])
-        raise ValueError(f"no JSON summary in:\n{self.output}")
+            if line.startswith(f"{stage}: "):
+                summary = {}
+                for part in line.removeprefix(f"{stage}: ").split("; "):
+                    name, value = part.rsplit(" ", 1)
+                    summary[name] = value
+                return summary
+        raise ValueError(f"no {stage} summary line in:\n{self.output}")
 
 
 def python(root: Path) -> Path:

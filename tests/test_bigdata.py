@@ -35,19 +35,19 @@ def test_a_10m_row_glob_extracts_in_bounded_memory_and_batch_prediction_streams(
 
     full = measure([script, "extract"], root, project_env())
     assert full.returncode == 0, full.output
-    assert full.last_json()["rows"] == 10_000_000
+    assert full.summary("extract")["rows"] == "10000000"
     assert full.peak_rss_mb < EXTRACT_LIMIT_MB, f"extract of 10M rows peaked at {full.peak_rss_mb} MB"
 
     # The sample keeps the rest of the pipeline small; the extract still reads all 10M rows.
     set_params(root, {"extract.file.sample_rows": 20_000, "train.tuning.n_trials": 2})
     run(["git", "commit", "-q", "-m", "sample", "--", "params.yaml"], root)
     sampled = measure([script, "extract"], root, project_env())
-    assert sampled.last_json() | {"output": None} == {
-        "rows": 20_000,
-        "columns": 5,
-        "source_rows": 10_000_000,
-        "feedback_rows": 0,
-        "output": None,
+    assert sampled.summary("extract") == {
+        "rows": "20000",
+        "columns": "5",
+        "source rows": "10000000",
+        "feedback rows": "0",
+        "output": "data/raw/data.parquet",
     }
     assert sampled.peak_rss_mb < EXTRACT_LIMIT_MB
     first_sample = (root / "data" / "raw" / "data.parquet").read_bytes()
