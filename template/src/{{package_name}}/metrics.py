@@ -83,11 +83,13 @@ def _metrics(task: str, y_true: Any, predicted: Any, proba: np.ndarray | None, c
 TIMING_ROWS = 10_000  # a timed call predicts at least this many rows: long enough to rise above the noise
 
 
-def predict_seconds(models: Sequence[Any], features: pd.DataFrame, repeats: int) -> list[float]:
+def predict_seconds(
+    models: Sequence[Any], features: pd.DataFrame, repeats: int, rows: int = TIMING_ROWS
+) -> list[float]:
     """Each model's fastest of `repeats` predictions of the same batch, in CPU seconds.
 
     CPU time, not wall time: a prediction preempted by other work on a busy machine (CI runs tests
-    in parallel) is not charged for the wait. The batch repeats `features` up to TIMING_ROWS rows,
+    in parallel) is not charged for the wait. The batch repeats `features` up to `rows` rows,
     and the models take turns, so what noise remains falls on all of them alike.
     """
     import math
@@ -95,7 +97,7 @@ def predict_seconds(models: Sequence[Any], features: pd.DataFrame, repeats: int)
 
     import pandas as pd
 
-    batch = pd.concat([features] * math.ceil(TIMING_ROWS / max(len(features), 1)), ignore_index=True)
+    batch = pd.concat([features] * math.ceil(rows / max(len(features), 1)), ignore_index=True)
     timings: list[list[float]] = [[] for _ in models]
     for _ in range(repeats):
         for model, times in zip(models, timings, strict=True):

@@ -131,8 +131,8 @@ class TrainParams(Section):
 class FeatureCostParams(Section):
     """Leave-one-feature-out: refit the winner without each feature, on a time budget."""
 
-    budget_seconds: float = Field(120.0, gt=0)  # refits stop here; the features left are reported as not measured
-    timing_repeats: int = Field(7, ge=1)  # timed predictions per model, in turns; the fastest counts
+    budget_seconds: float = Field(10.0, gt=0)  # refits stop here; the features left are reported as not measured
+    timing_repeats: int = Field(3, ge=1)  # timed predictions per model, in turns; the fastest counts
 
 
 class EvaluateParams(Section):

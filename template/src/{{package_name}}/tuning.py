@@ -88,14 +88,21 @@ class TuningData:
 
 
 def fit_model(
-    data: TuningData, family: str, hyperparameters: dict[str, Any], seed: int, frame: pd.DataFrame
+    data: TuningData, family: str, hyperparameters: dict[str, Any], seed: int, frame: pd.DataFrame, threads: int = -1
 ) -> Pipeline:
-    """Fit features and estimator together; invalid hyperparameters become a readable error."""
+    """Fit features and estimator together; invalid hyperparameters become a readable error.
+
+    A forest grows its trees on `threads` threads (-1: every core), the same trees as on one; the
+    fitted model keeps n_jobs=None, so it predicts on one thread.
+    """
+    from joblib import parallel_config
+
     estimator = make_estimator(family, data.task, hyperparameters, seed)
     model = build_model(data.contract, estimator, scale=family in NEEDS_SCALING)
     features, target = data.contract.split_xy(frame)
     try:
-        return model.fit(features, target)
+        with parallel_config(backend="threading", n_jobs=threads):
+            return model.fit(features, target)
     except ValueError as error:
         raise StageError(f"{family} with {hyperparameters} cannot be fitted: {error}") from None
 
@@ -336,7 +343,8 @@ def make_objective(
         if train_params.tuning.cv_folds >= 2:
             metrics = cross_validate(trial, family, hyperparameters, data, train_params)
         else:
-            model = fit_model(data, family, hyperparameters, train_params.seed, data.train)
+            threads = threads_per_process(train_params.tuning.workers)
+            model = fit_model(data, family, hyperparameters, train_params.seed, data.train, threads)
             metrics = score(model, data.task, *data.contract.split_xy(data.validation))
         trial.set_user_attr("metrics", metrics)
         return metrics[data.metric]
@@ -561,7 +569,8 @@ def cross_validate(
     target = data.train[data.contract.target.name]
     fold_metrics: list[dict[str, float]] = []
     for step, (fit_index, score_index) in enumerate(splitter.split(data.train, target)):
-        model = fit_model(data, family, hyperparameters, train_params.seed, data.train.iloc[fit_index])
+        threads = threads_per_process(train_params.tuning.workers)
+        model = fit_model(data, family, hyperparameters, train_params.seed, data.train.iloc[fit_index], threads)
         fold_metrics.append(score(model, data.task, *data.contract.split_xy(data.train.iloc[score_index])))
         trial.report(statistics.fmean(m[data.metric] for m in fold_metrics), step)
         if trial.should_prune():

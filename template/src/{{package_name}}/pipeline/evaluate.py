@@ -20,7 +20,7 @@ from ..errors import StageError
 from ..files import read_json, read_parquet, write_json
 from ..metrics import HIGHER_IS_BETTER, improvement, is_classification, predict_seconds, score
 from ..plots import pyplot, save
-from ..schema import load_contract
+from ..schema import CategoricalColumn, DatetimeColumn, load_contract
 from ..tracking import start_run, tracking_enabled
 from ..tuning import TuningData, fit_model
 
@@ -32,12 +32,13 @@ if TYPE_CHECKING:
 
     from ..params import EvaluateParams, Params
     from ..paths import Paths
-    from ..schema import Contract
+    from ..schema import Column, Contract
 
 EVALUATED_SPLITS = ("validation", "test")
 MIN_SLICE_ROWS = 30  # a metric on fewer rows is noise: such a slice is reported as not judged
 IMPORTANCE_ROW_SHUFFLES = 20_000  # rows x repeats of permutation importance, at least (capped at MAX_REPEATS)
 MAX_IMPORTANCE_REPEATS = 50
+COST_TIMING_ROWS = 2_000  # rows per timed prediction of a refit: a share of predict time shows on fewer than accept's
 
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
@@ -183,13 +184,15 @@ def feature_cost(
 
     `gain` is how much the feature improves the primary metric; `time_share` how much of the
     model's predict time goes away without it. Refits stop at the budget; the rest are not measured.
+    The budget goes first to the features likeliest to cost: dates, then categories by their count.
     """
     metric, settings = data.metric, params.evaluate.feature_cost
     full_score = score(model, data.task, *data.contract.split_xy(test))[metric]
-    [full_seconds] = predict_seconds([model], data.contract.features_of(test), settings.timing_repeats)
+    rows = data.contract.features_of(test)
+    [full_seconds] = predict_seconds([model], rows, settings.timing_repeats, COST_TIMING_ROWS)
     deadline = time.monotonic() + settings.budget_seconds
     features: dict[str, Any] = {}
-    for column in data.contract.features:
+    for column in sorted(data.contract.features, key=likely_cost, reverse=True):
         if time.monotonic() > deadline or len(data.contract.features) == 1:
             features[column.name] = {"measured": False}
             continue
@@ -198,7 +201,7 @@ def feature_cost(
             replace(data, contract=reduced), winner["family"], winner["best_params"], params.train.seed, data.train
         )
         # Both in turns on the same rows (the full model sees the feature too, unused by `refit`).
-        seconds, full = predict_seconds([refit, model], data.contract.features_of(test), settings.timing_repeats)
+        seconds, full = predict_seconds([refit, model], rows, settings.timing_repeats, COST_TIMING_ROWS)
         features[column.name] = {
             "measured": True,
             "gain": round(improvement(metric, full_score, score(refit, data.task, *reduced.split_xy(test))[metric]), 6),
@@ -208,8 +211,18 @@ def feature_cost(
         "metric": metric,
         "family": winner["family"],
         "predict_seconds": round(full_seconds, 6),
-        "features": features,
+        "features": {column.name: features[column.name] for column in data.contract.features},
     }
+
+
+def likely_cost(column: Column) -> tuple[int, int]:
+    """What a feature may cost to predict, to order the refits: dates (several derived parts), then
+    categories by their count (one column each), then numbers (one column)."""
+    if isinstance(column, DatetimeColumn):
+        return (2, 0)
+    if isinstance(column, CategoricalColumn):
+        return (1, len(column.categories))
+    return (0, 0)
 
 
 def importance_repeats(rows: int, minimum: int) -> int:
