@@ -23,6 +23,21 @@ GIT_IDENTITY = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest first: the test marked `longest`, then the end-to-end tests, then the rest (a stable sort).
+
+    xdist hands tests to its workers in this order, each taking the next when it is nearly done; long
+    tests started last would keep one worker busy alone while the other has nothing left to run.
+    """
+    items.sort(key=start_rank)
+
+
+def start_rank(item: pytest.Item) -> int:
+    if item.get_closest_marker("longest"):
+        return 0
+    return 1 if item.get_closest_marker("e2e") else 2
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _git_identity() -> None:
     for key, value in GIT_IDENTITY.items():

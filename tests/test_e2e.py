@@ -48,6 +48,7 @@ def accepted(root: Path) -> dict:
     return acceptance
 
 
+@pytest.mark.longest
 def test_sample_binary_project_end_to_end(tmp_path: Path) -> None:
     """The default project, as a user meets it: each step below depends on the one before.
 
