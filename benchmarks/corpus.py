@@ -1,9 +1,10 @@
 """Corpus benchmark: each real data set of tests/corpus through a generated project's first `dvc repro`.
 
 Prints one JSON object per data set, one per line, as each finishes: its rows and columns as written,
-the features schema.yaml kept, the first `dvc repro`'s wall seconds and peak memory (the largest
-resident set of any process it ran, by /usr/bin/time -v: DVC runs each stage as its own process, so
-this is the heaviest stage, not a sum), the gate's verdict, and the primary metric of the model
+the features schema.yaml kept (and where it differs from the data set's expectations file), the
+first `dvc repro`'s wall seconds and peak memory (the largest resident set of any process it ran, by
+/usr/bin/time -v: DVC runs each stage as its own process, so this is the heaviest stage, not a
+sum), the gate's verdict, and the primary metric of the model
 against the baseline on the test split (reports/metrics.json).
 
 `--wide` adds the speed target's shape, a 10,000-row, 55-column file: openintro's loans_full_schema
@@ -32,7 +33,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.conftest import GIT_IDENTITY, project_env, render  # noqa: E402
-from tests.corpus import answers, columns_written, expectations, read_schema, write, write_r_csv  # noqa: E402
+from tests.corpus import (  # noqa: E402
+    answers,
+    columns_written,
+    expectations,
+    inference_mismatches,
+    read_schema,
+    write,
+    write_r_csv,
+)
 
 PRIMARY = {"binary_classification": "roc_auc", "multiclass_classification": "f1_macro", "regression": "r2"}
 
@@ -69,7 +78,12 @@ def bench(name: str, workdir: Path) -> dict[str, object]:
         "rows": expectation.rows,
         "columns": len(columns_written(expectation)),
     }
-    return first_repro(root, described, "accepted" if expectation.beats_baseline else "refused")
+    result = first_repro(root, described, "accepted" if expectation.beats_baseline else "refused")
+    schema = root / "schema.yaml"
+    if schema.exists():  # the expectations file's columns: kept with the kind expected, or left out as expected
+        result["expected_columns"] = len(expectation.kinds) + len(expectation.left_out)
+        result["inference_mismatches"] = inference_mismatches(expectation, schema.read_text())
+    return result
 
 
 def bench_wide(workdir: Path) -> dict[str, object]:
