@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -9,6 +10,8 @@ if TYPE_CHECKING:
 
     import numpy as np
     import pandas as pd
+
+    from .schema import Contract
 
 # Direction of each metric: True when higher is better.
 HIGHER_IS_BETTER = {
@@ -37,10 +40,8 @@ def score(model: Any, task: str, features: pd.DataFrame, target: pd.Series) -> d
 
     Rounded to 6 digits, so that reports are identical across reruns and platforms.
     """
-    classify = is_classification(task)
-    proba = model.predict_proba(features) if classify else None
-    classes = list(model.classes_) if classify else []
-    return score_predictions(task, target, model.predict(features), proba, classes)
+    said = Predictions.of(model, task, features)
+    return score_predictions(task, target, said.predicted, said.proba, said.classes)
 
 
 def score_predictions(
@@ -56,28 +57,91 @@ def improvement(metric: str, value: float, reference: float) -> float:
     return value - reference if HIGHER_IS_BETTER[metric] else reference - value
 
 
+@dataclass(frozen=True)
+class Predictions:
+    """What one model said about the rows of a split: labels, class probabilities (in `classes` order)."""
+
+    predicted: np.ndarray
+    proba: np.ndarray | None
+    classes: list[Any]
+
+    @classmethod
+    def of(cls, model: Any, task: str, features: pd.DataFrame) -> Predictions:
+        import numpy as np
+
+        classify = is_classification(task)
+        proba = model.predict_proba(features) if classify else None
+        return cls(np.asarray(model.predict(features)), proba, list(model.classes_) if classify else [])
+
+    def value(self, metric: str, y_true: np.ndarray, rows: np.ndarray) -> float:
+        """`metric` on the given rows (indices, repeats allowed)."""
+        proba = None if self.proba is None else self.proba[rows]
+        return metric_value(metric, y_true[rows], self.predicted[rows], proba, self.classes)
+
+
+def fit_baseline(task: str, contract: Contract, train: pd.DataFrame) -> Any:
+    """The trivial model to beat: class priors, or the mean."""
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+
+    features, target = contract.split_xy(train)
+    baseline = DummyClassifier(strategy="prior") if is_classification(task) else DummyRegressor(strategy="mean")
+    return baseline.fit(features, target)
+
+
+BOOTSTRAP_RESAMPLES = 200
+BOOTSTRAP_QUANTILE = 0.05  # the gain is at least the bound in 95% of resamples
+
+
+def improvement_lower_bound(
+    metric: str, target: pd.Series, model: Predictions, baseline: Predictions, seed: int
+) -> float | None:
+    """How much the model beats the baseline on `metric` in all but the worst 5% of bootstrap resamples of
+    the rows: on a small split a lucky draw shows a gain that this bound of the sampling noise does not.
+    None when the metric is undefined on most resamples (one class only)."""
+    import numpy as np
+
+    y_true = np.asarray(target)
+    generator = np.random.default_rng(seed)
+    gains = []
+    for _ in range(BOOTSTRAP_RESAMPLES):
+        rows = generator.integers(0, len(y_true), len(y_true))
+        try:
+            gains.append(improvement(metric, model.value(metric, y_true, rows), baseline.value(metric, y_true, rows)))
+        except ValueError:  # a resample the metric is undefined on: it does not count
+            continue
+    if len(gains) < BOOTSTRAP_RESAMPLES // 2:
+        return None
+    return round(float(np.quantile(gains, BOOTSTRAP_QUANTILE)), 6)
+
+
 def _metrics(task: str, y_true: Any, predicted: Any, proba: np.ndarray | None, classes: list[Any]) -> dict[str, float]:
     """Metrics for one split. `proba` has one column per class, in `classes` order."""
+    assert task == "regression" or proba is not None, "classifiers must give probabilities"
+    return {metric: metric_value(metric, y_true, predicted, proba, classes) for metric in TASK_METRICS[task]}
+
+
+def metric_value(metric: str, y_true: Any, predicted: Any, proba: np.ndarray | None, classes: list[Any]) -> float:
+    """One metric: the one definition of each. Binary metrics take `classes[1]` as the positive class."""
     from sklearn import metrics
 
-    if task == "regression":
-        return {
-            "rmse": float(metrics.root_mean_squared_error(y_true, predicted)),
-            "mae": float(metrics.mean_absolute_error(y_true, predicted)),
-            "r2": float(metrics.r2_score(y_true, predicted)),
-        }
-    assert proba is not None, "classifiers must give probabilities"
-    scores = {
-        "accuracy": float(metrics.accuracy_score(y_true, predicted)),
-        "log_loss": float(metrics.log_loss(y_true, proba, labels=classes)),
-    }
-    if task == "binary_classification":
-        positive = classes[1]
-        scores["roc_auc"] = float(metrics.roc_auc_score(y_true == positive, proba[:, 1]))
-        scores["f1"] = float(metrics.f1_score(y_true, predicted, pos_label=positive, zero_division=0))
-    else:
-        scores["f1_macro"] = float(metrics.f1_score(y_true, predicted, average="macro", zero_division=0))
-    return scores
+    if metric == "rmse":
+        return float(metrics.root_mean_squared_error(y_true, predicted))
+    if metric == "mae":
+        return float(metrics.mean_absolute_error(y_true, predicted))
+    if metric == "r2":
+        return float(metrics.r2_score(y_true, predicted))
+    if metric == "accuracy":
+        return float(metrics.accuracy_score(y_true, predicted))
+    if metric == "f1_macro":
+        return float(metrics.f1_score(y_true, predicted, average="macro", zero_division=0))
+    if metric == "f1":
+        return float(metrics.f1_score(y_true, predicted, pos_label=classes[1], zero_division=0))
+    assert proba is not None, f"{metric} needs class probabilities"
+    if metric == "log_loss":
+        return float(metrics.log_loss(y_true, proba, labels=classes))
+    if metric == "roc_auc":
+        return float(metrics.roc_auc_score(y_true == classes[1], proba[:, 1]))
+    raise ValueError(f"unknown metric {metric!r}")
 
 
 TIMING_ROWS = 10_000  # a timed call predicts at least this many rows: long enough to rise above the noise

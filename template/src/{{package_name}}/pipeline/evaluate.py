@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StageError
 from ..files import read_json, read_parquet, write_json
-from ..metrics import HIGHER_IS_BETTER, improvement, is_classification, predict_seconds, score
+from ..metrics import (
+    HIGHER_IS_BETTER,
+    Predictions,
+    fit_baseline,
+    improvement,
+    metric_value,
+    predict_seconds,
+    score,
+)
 from ..plots import pyplot, save
 from ..schema import CategoricalColumn, DatetimeColumn, load_contract
 from ..tracking import start_run, tracking_enabled
@@ -89,15 +97,6 @@ def log_to_mlflow(run_info: dict[str, Any], report: dict[str, Any], paths: Paths
             mlflow.log_artifact(str(path))
         for path in sorted(paths.plots_dir.iterdir()):
             mlflow.log_artifact(str(path), artifact_path="plots")
-
-
-def fit_baseline(task: str, contract: Contract, train: pd.DataFrame) -> Any:
-    """The trivial model to beat: class priors, or the mean."""
-    from sklearn.dummy import DummyClassifier, DummyRegressor
-
-    features, target = contract.split_xy(train)
-    baseline = DummyClassifier(strategy="prior") if is_classification(task) else DummyRegressor(strategy="mean")
-    return baseline.fit(features, target)
 
 
 def require_stable(model: Any, task: str, contract: Contract, test: pd.DataFrame, paths: Paths) -> None:
@@ -241,8 +240,9 @@ def importance_rows(
     repeats = importance_repeats(len(features), min_repeats)
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
 
-    def scorer(estimator: Any, x: pd.DataFrame, y: pd.Series) -> float:
-        return sign * score(estimator, task, x, y)[metric]
+    def scorer(estimator: Any, x: pd.DataFrame, y: pd.Series) -> float:  # the one metric, not all of the task's
+        said = Predictions.of(estimator, task, x)
+        return sign * metric_value(metric, y.to_numpy(), said.predicted, said.proba, said.classes)
 
     result = permutation_importance(
         model, features, target, scoring=scorer, n_repeats=repeats, random_state=seed, n_jobs=1
