@@ -37,6 +37,7 @@ from .template_source import (
     default_template,
     installed_tag,
     is_installed_template,
+    is_local,
     question_names,
     sync_installed_template,
     version,
@@ -85,9 +86,13 @@ def render(
     from copier.errors import CopierError, TaskError
 
     source = template or default_template()
+    if is_local(source):  # copier records the path as given; the project's uv source needs it absolute
+        source = str(Path(source).expanduser().resolve())
     ref = vcs_ref or default_ref(source)
     check_destination(dest)
     check_answer_keys(data, source, ref)
+    if tasks and ref == "HEAD" and is_local(source):
+        check_committed(source)
     try:
         copier.run_copy(
             source,
@@ -104,6 +109,18 @@ def render(
     except (ValueError, CopierError) as error:
         raise GeneratorError(" ".join(str(error).split())) from None
     return dest
+
+
+def check_committed(source: str) -> None:
+    """A project installs mlops-runtime from the template's commit (a uv git source): work copier renders from
+    a dirty checkout is committed only in copier's temporary clone, so the project could not lock it."""
+    dirty = uncommitted_files(Path(source).expanduser())
+    if dirty:
+        shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+        raise GeneratorError(
+            f"the template checkout {source} has uncommitted changes ({shown}): the project installs mlops-runtime "
+            "from the template's commit, so commit them first"
+        )
 
 
 def update(dest: Path, data: dict[str, str], vcs_ref: str | None) -> None:

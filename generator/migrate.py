@@ -61,6 +61,59 @@ def move_files(moves: list[tuple[str, str]]) -> None:
             print(f"migration: your changes to {old} carried over to {new}{detail}", flush=True)
 
 
+LEGACY = Path("legacy")
+LEGACY_NOTE = """# Your edits to files the template no longer writes
+
+copier-mlops v0.3.0 moved the project's machinery (contract, stages, tuning, gate, registry, service,
+monitoring) into the library mlops-runtime, which the project now imports. `copier update` removed the
+files the library provides. The ones you had edited are kept here, at their old paths, so nothing you
+wrote is lost; nothing imports them. Carry each change to its place in the new layout, then delete this
+folder:
+
+- features, derived columns: src/<package>/features.py
+- model families: src/<package>/estimators.py (and train.candidates in params.yaml)
+- routes, middleware, authentication: src/<package>/serving.py
+- a stage's steps: src/<package>/pipeline/<stage>.py
+- a change to the machinery itself: the library's extension points (see its documentation), or a
+  pull request to copier-mlops
+"""
+
+
+def keep_removed_edits() -> None:
+    """Restore, under legacy/, each file the update removed that the user had edited; note what to do with them.
+
+    copier removes a file the new version no longer renders, edited or not. The user's version is the file at
+    HEAD; it was edited when it differs from the previous version's render.
+    """
+    removed = [path for path in committed_files() if not Path(path).exists() and not path.startswith(f"{LEGACY}/")]
+    if not removed:
+        return
+    with tempfile.TemporaryDirectory(prefix="copier-mlops-migrate-") as folder:
+        previous = render_previous_version(Path(folder) / "previous")
+        kept = []
+        for path in removed:
+            ours = git_show(path)
+            base = (previous / path).read_bytes() if (previous / path).is_file() else None
+            if ours is None or ours == base:
+                continue  # never edited (or the user's own file removed by the user): gone with the update
+            (LEGACY / path).parent.mkdir(parents=True, exist_ok=True)
+            (LEGACY / path).write_bytes(ours)
+            kept.append(path)
+    if kept:
+        (LEGACY / "README.md").write_text(LEGACY_NOTE)
+        print(
+            f"migration: {len(kept)} file(s) you edited are no longer part of the template; your versions are kept"
+            f" in {LEGACY}/ ({', '.join(kept)}): see {LEGACY}/README.md for where each change goes now",
+            flush=True,
+        )
+
+
+def committed_files() -> list[str]:
+    """The files committed at HEAD (before the update)."""
+    completed = subprocess.run(["git", "ls-tree", "-r", "--name-only", "HEAD"], capture_output=True, check=True)
+    return completed.stdout.decode().splitlines()
+
+
 def git_show(path: str) -> bytes | None:
     """The file as committed at HEAD (before the update), or None if it was not there."""
     completed = subprocess.run(["git", "show", f"HEAD:./{path}"], capture_output=True, check=False)
@@ -107,9 +160,12 @@ def main(argv: list[str] | None = None) -> None:
     rename.add_argument("new")
     move = steps.add_parser("move-file", help="after the update: carry the user's changes to moved files")
     move.add_argument("paths", nargs="+", metavar="OLD NEW", help="pairs of old and new paths")
+    steps.add_parser("keep-removed-edits", help="after the update: keep edited files it removed, under legacy/")
     args = parser.parse_args(argv)
     if args.step == "rename-answer":
         rename_answer(args.old, args.new)
+    elif args.step == "keep-removed-edits":
+        keep_removed_edits()
     else:
         if len(args.paths) % 2:
             parser.error("move-file takes pairs of paths: OLD NEW [OLD NEW ...]")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,12 +48,27 @@ def _git_identity() -> None:
         os.environ.setdefault(key, value)
 
 
+@functools.cache
+def template_source() -> Path:
+    """A git copy of this checkout, its uncommitted work committed: what the tests render.
+
+    A project depends on mlops-runtime at the commit it was rendered from (a uv git source); copier's commit
+    of a dirty checkout's work exists only in copier's own temporary clone, so a project rendered from it
+    could not install the library.
+    """
+    from .repo_copy import copy_repository
+
+    folder = Path(tempfile.mkdtemp(prefix="copier-mlops-source-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return copy_repository(folder / "copier-mlops")
+
+
 def render(dest: Path, tasks: bool = False, **data: Any) -> Path:
     """Render this checkout (HEAD plus any uncommitted work) with the given answers."""
     import copier
 
     copier.run_copy(
-        str(REPO),
+        str(template_source()),
         dest,
         data=data,
         defaults=True,

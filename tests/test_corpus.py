@@ -124,7 +124,7 @@ def serving_and_monitoring_problems(root: Path, expectation: Expectation) -> lis
 def one_test_row(root: Path) -> dict[str, object]:
     """The first row of the test split, its features only, as JSON (dates in ISO 8601, missing as null)."""
     code = (
-        "import pandas as pd; from churn_model.schema import load_contract; c = load_contract();"
+        "import pandas as pd; from mlops_runtime.schema import load_contract; c = load_contract();"
         "f = c.features_of(pd.read_parquet('data/prepared/test.parquet')).head(1);"
         "print(f.to_json(orient='records', date_format='iso'))"
     )

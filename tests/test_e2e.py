@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from .bigdata import set_params
-from .conftest import REPO, project_env, render, run
+from .conftest import project_env, render, run, template_source
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +56,7 @@ def test_sample_binary_project_end_to_end(tmp_path: Path) -> None:
     """
     root = tmp_path / "churn"
     copier = str(Path(sys.executable).parent / "copier")
-    run([copier, "copy", "--trust", "--defaults", "--vcs-ref", "HEAD", str(REPO), str(root)], tmp_path)
+    run([copier, "copy", "--trust", "--defaults", "--vcs-ref", "HEAD", str(template_source()), str(root)], tmp_path)
     assert (root / ".git").exists()
     assert (root / "uv.lock").exists()
     install(root)
@@ -449,9 +449,9 @@ def test_sql_source_runs_the_query(tmp_path: Path) -> None:
     repro(root)
     accepted(root)
     assert yaml.safe_load((root / "schema.yaml").read_text())["target"]["categories"] == [0, 1]
-    # The project's tests that read what the source changes (its params, contract, dvc.yaml, README, CLI);
+    # The project's tests that read what the source changes (its params, dvc.yaml, README);
     # the rest are the same for every source and run in the sample end to end.
-    source_tests = [f"tests/test_{name}.py" for name in ("schema", "params", "dvc_yaml", "readme", "cli")]
+    source_tests = [f"tests/test_{name}.py" for name in ("project_files", "dvc_yaml", "readme")]
     run(["uv", "run", "--frozen", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider", *source_tests], root)
 
 
@@ -562,7 +562,7 @@ def test_serving_end_to_end(tmp_path: Path) -> None:
     # Training-serving skew: the test split scored in process, by batch prediction and over HTTP.
     run(["uv", "run", "--frozen", "churn_model", "predict", "data/prepared/test.parquet", "out.csv"], root)
     code = (
-        "import json, mlflow.sklearn, pandas as pd; from churn_model.schema import load_contract;"
+        "import json, mlflow.sklearn, pandas as pd; from mlops_runtime.schema import load_contract;"
         "c = load_contract(); m = mlflow.sklearn.load_model('models/model');"
         "test = c.features_of(pd.read_parquet('data/prepared/test.parquet'));"
         "print(json.dumps(m.predict_proba(test)[:, 1].tolist()))"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import REPO, render
+from .conftest import REPO, render, template_source
 from .debian import debian_tool
 
 TASKS = ["binary_classification", "multiclass_classification", "regression"]
@@ -102,7 +102,7 @@ def test_file_set_matches_the_answers(rendered: tuple[Path, dict[str, str]]) -> 
     root, answers = rendered
     names = {str(path.relative_to(root)) for path in project_files(root)}
     expected = {"pyproject.toml", "params.yaml", "dvc.yaml", ".dvc/config", ".copier-answers.yml", "README.md"}
-    assert expected | {"Dockerfile", ".dockerignore", "src/churn_model/serving/app.py"} <= names
+    assert expected | {"Dockerfile", ".dockerignore", "src/churn_model/serving.py"} <= names
     assert {".github/workflows/ci.yml", ".github/workflows/train.yml", ".github/workflows/monitor.yml"} <= names
     assert {"prometheus/alerts.yml", "prometheus/alerts.test.yml", "data/feedback/README.md"} <= names
     ci = yaml.safe_load((root / ".github" / "workflows" / "ci.yml").read_text())
@@ -242,7 +242,7 @@ def copier_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_stock_copier_without_trust_renders_and_says_what_to_run(tmp_path: Path) -> None:
     dest = tmp_path / "p"
-    completed = copier_cli("copy", "--defaults", "--skip-tasks", "--vcs-ref", "HEAD", str(REPO), str(dest))
+    completed = copier_cli("copy", "--defaults", "--skip-tasks", "--vcs-ref", "HEAD", str(template_source()), str(dest))
     assert completed.returncode == 0, completed.stderr
     assert (dest / "dvc.yaml").exists()
     assert not (dest / ".git").exists()
@@ -360,7 +360,9 @@ def test_env_example_names_every_setting_of_the_stack_with_a_comment(rendered: t
             settings[name] = value
     used = compose_variables(text)
     assert used <= set(settings), f"compose.yaml reads settings that .env.example does not name: {used - set(settings)}"
-    code = "\n".join(path.read_text() for path in (root / "src").rglob("*.py"))
+    # The settings the project's code reads, or the library's (mlops-runtime).
+    code_files = [*(root / "src").rglob("*.py"), *(REPO / "runtime" / "src").rglob("*.py")]
+    code = "\n".join(path.read_text() for path in code_files)
     unread = {name for name in settings if name not in used and f'"{name}"' not in code}
     assert not unread, f".env.example names settings that neither compose.yaml nor the project reads: {unread}"
     for name in {name for name in used if SECRET.search(name)}:
@@ -534,3 +536,14 @@ def test_the_stack_runs_the_seaweedfs_the_tests_run(default_project: Path) -> No
     services = yaml.safe_load(compose_text(default_project))["services"]
     images = {service["image"] for service in services.values() if "seaweedfs" in service.get("image", "")}
     assert images == {f"chrislusf/seaweedfs:{version}"}
+
+
+def test_the_project_installs_the_library_from_the_commit_it_was_rendered_from(tmp_path: Path) -> None:
+    root = render(tmp_path / "p")
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    source = pyproject["tool"]["uv"]["sources"]["mlops-runtime"]
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=template_source(), capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert source == {"git": f"file://{template_source()}", "subdirectory": "runtime", "rev": commit}
+    assert pyproject["project"]["dependencies"] == ["mlops-runtime[serving]"]  # what the serving image installs

@@ -53,7 +53,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         assert completed.returncode == 0, completed.stderr
         (built[version],) = out.glob("*.whl")
         if version == "1.0.0":
-            (root / "files").write_text(git(source, "ls-files", "-z", "copier.yml", "template"))
+            (root / "files").write_text(git(source, "ls-files", "-z", "copier.yml", "template", "runtime"))
     shutil.rmtree(source)  # no checkout left to fall back on
     return built
 

@@ -27,7 +27,7 @@ COPIER = str(Path(sys.executable).parent / "copier")
 SAMPLE_CONTRACT = "{% if data_source == 'sample' %}schema.yaml{% endif %}.jinja"
 MIGRATE = '["{{ _copier_python }}", "{{ _copier_conf.src_path }}/generator/migrate.py"'
 MIGRATIONS = f"""
-_migrations:  # updates from a version older than v2.0.0 only
+  # updates from a version older than v2.0.0 only
   - version: v2.0.0
     when: "{{{{ _stage == 'before' }}}}"
     command: {MIGRATE}, "rename-answer", "description", "summary"]
@@ -77,7 +77,7 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
             path.write_text(new)
             renamed += "{{ summary" in new
     assert renamed >= 2  # pyproject.toml and README.md use the renamed answer
-    (repo / "copier.yml").write_text((repo / "copier.yml").read_text() + MIGRATIONS)
+    edit(repo / "copier.yml", "\n_migrations:\n", "\n_migrations:" + MIGRATIONS)
     commit_all(repo, "v2.0.0: a docs session, a wider tenure range, description -> summary, alerts.yml -> rules.yml")
     git(repo, "tag", V2)
     (template / "README.md.jinja").write_text((template / "README.md.jinja").read_text() + "\nRelease 2.0.1.\n")
@@ -267,3 +267,68 @@ def test_update_mistakes_are_one_clear_error(tmp_path: Path) -> None:
         assert message in errors[0]
         assert "Traceback" not in completed.stderr
         (project / "params.yaml").write_text("task: regression\n")  # uncommitted
+
+
+# The last commit before the machinery moved into the library mlops-runtime (the layout of v0.2.0).
+COPIED_LAYOUT = "1479f46"
+USER_ROUTE = """
+    @app.get("/hello")
+    def hello() -> dict[str, str]:
+        return {"hello": "world"}
+
+"""
+
+
+@pytest.mark.e2e
+def test_a_project_with_the_copied_machinery_moves_into_the_library_layout(tmp_path: Path) -> None:
+    """v0.2.0 copied the machinery into each project; v0.3.0 imports it. The update removes the files the
+    library now provides, keeps the user's edited ones under legacy/ with a note, keeps every other edit, and
+    the project then runs its pipeline, serves (with the user's route, carried to serving.py) and monitors."""
+    import copier
+
+    from .test_e2e import free_port, http, serving, shifted_traffic
+
+    repo = copy_repository(tmp_path / "copier-mlops")
+    git(repo, "tag", "v0.2.0", COPIED_LAYOUT)
+    git(repo, "tag", "v0.3.0")
+    project = tmp_path / "churn"
+    copier.run_copy(str(repo), project, defaults=True, vcs_ref="v0.2.0", unsafe=True, quiet=True)  # tasks: git, uv lock
+    package = project / "src" / "churn_model"
+    edit(package / "features.py", 'strategy="median"', 'strategy="mean"')  # the user's preprocessor
+    edit(project / "params.yaml", "    n_trials: 8 ", "    n_trials: 2 ")
+    edit(project / "params.yaml", "max_time_share: 0.9 ", "max_time_share: 1.0 ")  # a timed rule: off on a busy machine
+    edit(package / "serving" / "app.py", "    return app\n", USER_ROUTE + "    return app\n")
+    edited_app = (package / "serving" / "app.py").read_text()
+    commit_all(project, "user edits")
+
+    update = cli("update", str(project), "--vcs-ref", "v0.3.0")
+    output = update.stdout + update.stderr
+    assert update.returncode == 0, output
+    assert "your versions are kept in legacy/ (src/churn_model/serving/app.py)" in output
+    assert (project / "legacy" / "src" / "churn_model" / "serving" / "app.py").read_text() == edited_app
+    assert "Carry each change to its place" in (project / "legacy" / "README.md").read_text()
+    assert not (package / "serving").exists()  # the module serving.py takes its place
+    assert not (package / "tuning.py").exists()
+    assert not (project / "legacy" / "src" / "churn_model" / "tuning.py").exists()  # never edited: gone
+    features = (package / "features.py").read_text()
+    assert 'strategy="mean"' in features
+    assert "class DirectPipeline" not in features  # the library's now
+    assert "    n_trials: 2 " in (project / "params.yaml").read_text()
+    assert answers(project)["_commit"] == "v0.3.0"
+
+    # The user carries the route to the project's serving module.
+    edit(package / "serving.py", "    return app\n", USER_ROUTE + "    return app\n")
+    commit_all(project, "update to v0.3.0")
+    run(["uv", "sync", "--frozen", "--quiet"], project)
+    repro = run(["uv", "run", "--frozen", "dvc", "repro"], project)
+    assert "[random_forest] trial 2/2" in repro.stdout + repro.stderr
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = {"SERVE_URL": base, "SERVE_PREDICTION_LOG_URL": "sqlite:///served.db"}
+    with serving(project, port, **settings):
+        assert http("GET", f"{base}/hello") == (200, {"hello": "world"})
+        shifted_traffic(project, base, rows=600, labelled=0.5, seed=1)
+        monitor = run(["uv", "run", "--frozen", "churn_model", "monitor"], project, check=False, env=settings)
+    assert monitor.returncode in (0, 3), monitor.stdout + monitor.stderr  # 3: drift alerts, as the traffic shifted
+    assert "Traceback" not in monitor.stderr
+    assert sorted((project / "reports" / "monitoring").glob("*/summary.json"))

@@ -1,9 +1,11 @@
-"""dvc.yaml lists, for each stage, exactly the project modules its code imports.
+"""dvc.yaml lists, for each stage, exactly the project modules its code imports, and uv.lock.
 
-So editing a shared module (metrics.py, schema.py, ...) re-runs exactly the stages that use
-it. The imports are read from the source (nothing is run), from the stage's module through
-every project module it reaches, including imports inside functions; imports under
-`if TYPE_CHECKING:` do not run and do not count, nor do packages' `__init__.py` files (no code).
+So editing a project module (features.py, estimators.py, ...) re-runs exactly the stages that use it,
+a new version of the library that runs the stages (mlops-runtime, pinned in uv.lock) re-runs them
+all, and editing the service (serving.py) re-runs none. The imports are read from the source
+(nothing is run), from the stage's module through every project module it reaches, including
+imports inside functions; imports under `if TYPE_CHECKING:` do not run and do not count, nor do
+packages' `__init__.py` files (no code).
 This test needs only the standard library and PyYAML.
 """
 
@@ -100,6 +102,11 @@ def test_each_stage_lists_exactly_the_modules_its_code_imports(stage: str) -> No
 
     assert not expected - listed, f"dvc.yaml stage {stage} misses {sorted(expected - listed)}"
     assert not listed - expected, f"dvc.yaml stage {stage} lists modules it never imports: {sorted(listed - expected)}"
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_each_stage_depends_on_the_locked_library_version(stage: str) -> None:
+    assert "uv.lock" in STAGES[stage]["deps"]
 
 
 def test_the_closure_follows_lazy_imports_and_skips_type_checking_ones(tmp_path: Path) -> None:

@@ -18,17 +18,16 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StageError
-from ..files import read_parquet, write_parquet
+from mlops_runtime.errors import StageError
+from mlops_runtime.files import read_parquet, write_parquet
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     import duckdb
     import pandas as pd
-
-    from ..params import FileSource, Params, SqlSource
-    from ..paths import Paths
+    from mlops_runtime.params import FileSource, Params, SqlSource
+    from mlops_runtime.paths import Paths
 
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:

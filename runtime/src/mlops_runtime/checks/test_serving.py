@@ -1,0 +1,262 @@
+"""The prediction service: contract at the door, one artifact behind it, everything logged."""
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from mlops_runtime.batch import predict_file
+from mlops_runtime.cli import app
+from mlops_runtime.objective import TuningData
+from mlops_runtime.serving.app import create_app
+from mlops_runtime.serving.config import ServingConfig
+from mlops_runtime.serving.loader import from_local
+from mlops_runtime.testing import MAX_RECORDS, assert_serve_refuses, records
+
+
+@pytest.fixture
+def client(config: ServingConfig) -> Iterator[TestClient]:
+    with TestClient(create_app(config)) as test_client:
+        yield test_client
+
+
+def test_one_record_gets_one_prediction(client: TestClient, tuning_data: TuningData) -> None:
+    response = client.post("/predict", json=records(tuning_data, 1)[0])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"].startswith("local-")
+    (prediction,) = body["predictions"]
+    assert len(prediction["request_id"]) == 32
+    if tuning_data.task == "regression":
+        assert math.isfinite(prediction["prediction"])
+    else:
+        assert sum(prediction["probabilities"].values()) == pytest.approx(1.0)
+        assert prediction["prediction"] in tuning_data.contract.classes
+
+
+def test_a_batch_gets_one_prediction_per_record(client: TestClient, tuning_data: TuningData) -> None:
+    response = client.post("/predict", json=records(tuning_data, 5))
+    assert response.status_code == 200
+    ids = [prediction["request_id"] for prediction in response.json()["predictions"]]
+    assert len(set(ids)) == 5
+
+
+def broken(tuning_data: TuningData, change: str) -> Any:
+    row = records(tuning_data, 1)[0]
+    numeric = tuning_data.contract.numeric_features[0]
+    categorical = tuning_data.contract.categorical_features[0]
+    if change == "wrong type":
+        row[numeric] = "forty"
+    elif change == "missing field":
+        del row[numeric]
+    elif change == "unknown field":
+        row["surprise"] = 1
+    elif change == "out of range":
+        row[numeric] = 1e12
+    elif change == "unknown category":
+        row[categorical] = "never-seen"
+    elif change == "empty batch":
+        return []
+    elif change == "too many records":
+        return [row] * (MAX_RECORDS + 1)
+    return row
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "field"),
+    [
+        ("wrong type", 422, True),
+        ("missing field", 422, True),
+        ("unknown field", 422, True),
+        ("out of range", 422, True),
+        ("unknown category", 422, True),
+        ("empty batch", 422, True),
+        ("too many records", 422, True),
+    ],
+)
+@pytest.mark.ml_test_score("Mo2")
+def test_bad_input_gets_a_4xx_with_field_errors(
+    client: TestClient, tuning_data: TuningData, change: str, status: int, field: bool
+) -> None:
+    response = client.post("/predict", json=broken(tuning_data, change))
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["detail"]
+    if field:
+        assert body["errors"]
+        assert all(error["loc"] and error["msg"] for error in body["errors"])
+
+
+@pytest.mark.parametrize("change", ["wrong type", "missing field", "unknown field", "out of range", "unknown category"])
+@pytest.mark.parametrize("shape", ["one record", "a batch"])
+def test_one_violation_is_exactly_one_error_at_its_field(
+    client: TestClient, tuning_data: TuningData, change: str, shape: str
+) -> None:
+    """The body is one record or a list, and the 422 speaks of the shape that was sent: no "valid array" noise."""
+    row = broken(tuning_data, change)
+    field = {"unknown field": "surprise", "unknown category": tuning_data.contract.categorical_features[0]}.get(
+        change, tuning_data.contract.numeric_features[0]
+    )
+    body, where = (row, [field]) if shape == "one record" else ([*records(tuning_data, 2), row], [2, field])
+
+    response = client.post("/predict", json=body)
+
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["errors"]
+    assert error["loc"] == where
+    assert "array" not in error["msg"]
+
+
+@pytest.mark.parametrize("body", [b"42", b'"text"', b"null", b"true"])
+def test_a_body_of_another_json_type_is_one_error_naming_both_shapes(client: TestClient, body: bytes) -> None:
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {"loc": ["body"], "msg": "the body must be one record (an object) or a list of records", "type": "body_type"}
+    ]
+
+
+def test_the_document_still_offers_one_record_or_a_list(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]["content"]
+    one, many = schema["application/json"]["schema"]["anyOf"]
+    assert one["type"] == "object"
+    assert many["type"] == "array"
+    assert many["items"] == one
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.ml_test_score("Mo2")
+def test_nan_and_infinity_are_refused(client: TestClient, tuning_data: TuningData, token: str) -> None:
+    row = records(tuning_data, 1)[0]
+    numeric = tuning_data.contract.numeric_features[0]
+    body = json.dumps(row).replace(json.dumps({numeric: row[numeric]})[1:-1], f'"{numeric}": {token}')
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"][-1] == numeric
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"", b"42", b'"text"'])
+def test_malformed_bodies_are_client_errors(client: TestClient, body: bytes) -> None:
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize("media_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"])
+def test_a_body_that_is_not_declared_as_json_is_refused(
+    client: TestClient, tuning_data: TuningData, media_type: str
+) -> None:
+    """The document declares application/json only: a valid record sent as another media type gets 415."""
+    body = json.dumps(records(tuning_data, 1)[0])
+    response = client.post("/predict", content=body, headers={"content-type": media_type})
+    assert response.status_code == 415
+    assert client.post("/predict", content=body).status_code == 200  # no Content-Type: taken as JSON
+
+
+def test_a_batch_over_max_items_is_a_contract_error_not_a_success(client: TestClient, tuning_data: TuningData) -> None:
+    """Regression: the document says maxItems, so 1001 records must be refused with 422 like any schema violation.
+
+    schemathesis reported a batch of MAX_RECORDS + 1 records answered with 413, which its
+    negative-data check does not count as a rejection (ST201, seed 253843849056118892025324533597207847312).
+    """
+    row = records(tuning_data, 1)[0]
+    schema = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]["content"]
+    assert schema["application/json"]["schema"]["anyOf"][1]["maxItems"] == MAX_RECORDS
+
+    response = client.post("/predict", json=[row] * (MAX_RECORDS + 1))
+
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {"loc": ["body"], "msg": f"at most {MAX_RECORDS} records per request", "type": "too_long"}
+    ]
+    assert client.post("/predict", json=[row] * MAX_RECORDS).status_code == 200
+
+
+def test_a_body_over_the_size_limit_is_refused(client: TestClient) -> None:
+    response = client.post("/predict", content=b"[" + b" " * 60_000 + b"]")
+    assert response.status_code == 413
+
+
+def test_health_ready_model_and_metrics(client: TestClient, tuning_data: TuningData) -> None:
+    client.post("/predict", json=records(tuning_data, 2))
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/ready").json()["status"] == "ready"
+    info = client.get("/model").json()
+    assert info["source"] == "local"
+    assert info["inference"] == "direct"
+    assert set(info["input_schema"]["properties"]) == set(tuning_data.contract.feature_names)
+    exposition = client.get("/metrics").text
+    for name in ("http_requests_total", "prediction_latency_seconds_bucket", "model_info{", "prediction_rejections"):
+        assert name in exposition
+    assert 'path="/predict",status="200"' in exposition
+
+
+def test_feedback_is_stored_for_a_known_request(client: TestClient, tuning_data: TuningData) -> None:
+    prediction = client.post("/predict", json=records(tuning_data, 1)).json()["predictions"][0]
+    label = tuning_data.validation[tuning_data.contract.target.name].iloc[0]
+    label = label.item() if hasattr(label, "item") else label
+    assert client.post("/feedback", json={"request_id": prediction["request_id"], "label": label}).status_code == 201
+    assert client.post("/feedback", json={"request_id": "0" * 32, "label": label}).status_code == 404
+    bad_label = {
+        "request_id": prediction["request_id"],
+        "label": "not-a-class" if tuning_data.task != "regression" else 1e12,
+    }
+    assert client.post("/feedback", json=bad_label).status_code == 422
+
+
+@pytest.mark.ml_test_score("I7")
+def test_reload_needs_the_token_and_keeps_serving_when_it_fails(
+    client: TestClient, tuning_data: TuningData, config: ServingConfig
+) -> None:
+    assert client.post("/reload").status_code == 401
+    assert client.post("/reload", headers={"authorization": "Bearer wrong"}).status_code == 401
+    assert client.post("/reload", headers={"authorization": "Bearer s3cret"}).json()["reloaded"] is True
+
+    config.paths.model_file.unlink()
+    failed = client.post("/reload", headers={"authorization": "Bearer s3cret"})
+    assert failed.status_code == 503
+    assert "still serving" in failed.json()["detail"]
+    assert client.post("/predict", json=records(tuning_data, 1)).status_code == 200
+
+
+def test_every_prediction_is_logged(config: ServingConfig, tuning_data: TuningData) -> None:
+    with TestClient(create_app(config)) as client:
+        for _ in range(7):
+            client.post("/predict", json=records(tuning_data, 3))
+        client.post("/predict", json=[])  # refused: not logged
+    log = pd.read_sql_table("predictions", config.prediction_log_url)
+    assert len(log) == 21
+    assert json.loads(log["input"].iloc[0]).keys() == set(tuning_data.contract.feature_names)
+
+
+def test_serve_with_an_unusable_prediction_log_is_one_clear_error(
+    service_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(service_root)
+    monkeypatch.setenv("SERVE_PREDICTION_LOG_URL", f"sqlite:///{service_root / 'missing-folder' / 'log.db'}")
+    assert_serve_refuses(app, "cannot open the prediction log")
+
+
+@pytest.mark.ml_test_score("Mo3")
+def test_no_training_serving_skew(client: TestClient, config: ServingConfig, tuning_data: TuningData) -> None:
+    """The same rows scored in process, by batch prediction and over HTTP give the same answers."""
+    loaded = from_local(tuning_data.task, config.model_path, config.paths)
+    rows = records(tuning_data, 40)
+    in_process = loaded.predict(tuning_data.contract.frame(rows))
+
+    source = config.paths.root / "rows.parquet"
+    pd.DataFrame(rows).to_parquet(source)
+    predict_file(source, config.paths.root / "out.parquet", loaded, tuning_data.contract, chunk_rows=16)
+    batch = pd.read_parquet(config.paths.root / "out.parquet")
+
+    over_http = client.post("/predict", json=rows).json()["predictions"]
+
+    assert [answer["prediction"] for answer in over_http] == [answer["prediction"] for answer in in_process]
+    assert batch["prediction"].tolist() == [answer["prediction"] for answer in in_process]
+    if tuning_data.task != "regression":
+        for http_answer, local_answer in zip(over_http, in_process, strict=True):
+            assert http_answer["probabilities"] == local_answer["probabilities"]
