@@ -47,9 +47,9 @@ frame(1, 0.0).to_parquet(f"{out}/reference.parquet"); frame(2, 0.5).to_parquet(f
 PROFILE = """
 import json, resource, sys, time
 import numpy as np, pandas as pd
-from {package}.monitoring.profile import numeric_profile
-from {package}.monitoring.statistics import category_counts
-from {package}.params import ProfileParams
+from {machinery}.monitoring.profile import numeric_profile
+from {machinery}.monitoring.statistics import category_counts
+from {machinery}.params import ProfileParams
 folder = sys.argv[1]
 reference = pd.read_parquet(f"{{folder}}/reference.parquet")
 started = time.perf_counter()
@@ -72,9 +72,9 @@ print(json.dumps({{"profile_seconds": round(seconds, 3),
 OURS = """
 import json, resource, sys, time
 import pandas as pd
-from {package}.monitoring import checks
-from {package}.monitoring.window import Window
-from {package}.params import MonitorParams
+from {machinery}.monitoring import checks
+from {machinery}.monitoring.window import Window
+from {machinery}.params import MonitorParams
 folder = sys.argv[1]
 current = pd.read_parquet(f"{{folder}}/current.parquet")
 with open(f"{{folder}}/profile.json") as handle:
@@ -208,9 +208,11 @@ def main() -> None:
             "data_seconds": round(time.perf_counter() - started, 1),
         }
         package = project_package(project)
-        profile = run_json([python, "-c", PROFILE.format(package=package), str(scratch)], cwd=project)
+        copied = (project / "src" / package / "schema.py").exists()  # v0.2.0's layout: the machinery in the project
+        machinery = package if copied else "mlops_runtime"
+        profile = run_json([python, "-c", PROFILE.format(machinery=machinery), str(scratch)], cwd=project)
         results["this_project"] = profile | run_json(
-            [python, "-c", OURS.format(package=package), str(scratch)], cwd=project
+            [python, "-c", OURS.format(machinery=machinery), str(scratch)], cwd=project
         )
         for name in () if args.skip_peers else PEERS:
             results[name] = peer(name, scratch, scratch)

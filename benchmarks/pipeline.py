@@ -59,15 +59,17 @@ def median_time(action: Callable[[], object], repeat: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keep", type=Path, help="render into this folder and keep it")
+    parser.add_argument("--vcs-ref", default="HEAD", help="the template version to render (e.g. an older commit)")
     args = parser.parse_args()
     import copier
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     root = (args.keep or workdir / "project").absolute()
     results: dict[str, object] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
+    results["template"] = args.vcs_ref
 
     results["render_seconds"] = timed(
-        lambda: copier.run_copy(str(REPO), root, defaults=True, vcs_ref="HEAD", skip_tasks=True, quiet=True)
+        lambda: copier.run_copy(str(REPO), root, defaults=True, vcs_ref=args.vcs_ref, skip_tasks=True, quiet=True)
     )
     results["setup_tasks_seconds"] = timed(
         lambda: (

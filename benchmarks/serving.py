@@ -164,9 +164,9 @@ def our_service(script: str, root: Path, row: str, args: argparse.Namespace) -> 
 
 IN_PROCESS = """
 import json, statistics, time
-from {package}.paths import Paths
-from {package}.schema import load_contract
-from {package}.serving.loader import from_local
+from {machinery}.paths import Paths
+from {machinery}.schema import load_contract
+from {machinery}.serving.loader import from_local
 contract = load_contract()
 loaded = from_local("{task}", Paths().model, Paths())
 served = loaded.for_requests(contract)  # what the service calls: the Pipeline's steps, directly
@@ -187,9 +187,9 @@ print(json.dumps({{
 BATCH_FLOOR = """
 import json, resource, time
 import pandas as pd
-from {package}.paths import Paths
-from {package}.schema import load_contract
-from {package}.serving.loader import from_local
+from {machinery}.paths import Paths
+from {machinery}.schema import load_contract
+from {machinery}.serving.loader import from_local
 contract = load_contract()
 loaded = from_local("{task}", Paths().model, Paths())
 features = contract.features_of(pd.read_parquet({source!r}))
@@ -223,11 +223,19 @@ def project_python(root: Path, code: str, *args: str) -> str:
     ).stdout
 
 
+def machinery(root: Path) -> str:
+    """Where a project's machinery lives: mlops-runtime, or (v0.2.0's layout) a copy in the project's package."""
+    package = next(p.name for p in (root / "src").iterdir() if (p / "cli.py").exists())
+    return package if (root / "src" / package / "schema.py").exists() else "mlops_runtime"
+
+
 def batch(root: Path, package: str, task: str, target: str, rows: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as folder:
         source, output = Path(folder) / "rows.parquet", Path(folder) / "predictions.parquet"
         project_python(root, MAKE_ROWS.format(package=package, task=task, rows=rows, target=target), str(source))
-        floor = json.loads(project_python(root, BATCH_FLOOR.format(package=package, task=task, source=str(source))))
+        floor = json.loads(
+            project_python(root, BATCH_FLOOR.format(machinery=machinery(root), task=task, source=str(source)))
+        )
         script = str(root / ".venv" / "bin" / package)
         # A fresh parent whose only child is the batch run: its children's peak RSS is the batch's.
         measured = json.loads(project_python(root, MEASURE_BATCH, script, str(source), str(output)))
@@ -321,7 +329,9 @@ def main() -> None:
     )[args.connections]
     ours_one, theirs = results["this_service_1_worker"], results["mlflow_models_serve_1_worker"]
     results["throughput_ratio_vs_mlflow"] = round(ours_one["requests_per_second"] / theirs["requests_per_second"], 2)  # type: ignore[index]
-    results["in_process"] = json.loads(project_python(root, IN_PROCESS.format(package=package, task=task, row=row)))
+    results["in_process"] = json.loads(
+        project_python(root, IN_PROCESS.format(machinery=machinery(root), task=task, row=row))
+    )
     results["batch"] = batch(root, package, task, target, args.batch_rows)
     print(json.dumps(results, indent=2))
 
