@@ -205,7 +205,7 @@ started = time.perf_counter()
 out = subprocess.run([sys.argv[1], "predict", sys.argv[2], sys.argv[3], "--model-source", "local"],
                      capture_output=True, text=True, check=True).stdout
 print(json.dumps({"command_s": round(time.perf_counter() - started, 3),
-                  "result": json.loads(out.strip().splitlines()[-1]),
+                  "result": {"seconds": float(out.strip().splitlines()[-1].rsplit(" in ", 1)[1].split()[0])},
                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)}))
 """
 
