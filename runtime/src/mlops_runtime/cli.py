@@ -60,11 +60,10 @@ class _Project:
 def project_app(package: str) -> typer.Typer:
     """The command line of the project whose import name is `package`; its own metrics (`<package>.metrics`,
     if it has one) are registered first, so that params.yaml may name them."""
-    from importlib.util import find_spec
+    from .metrics import register_project_metrics
 
     _Project.package = package
-    if find_spec(f"{package}.metrics") is not None:
-        import_module(f"{package}.metrics")
+    register_project_metrics(package)
     return app
 
 

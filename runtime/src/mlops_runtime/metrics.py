@@ -63,6 +63,15 @@ def register(metric: Metric) -> None:
             TASK_METRICS[task] = (*TASK_METRICS[task], metric.name)
 
 
+def register_project_metrics(package: str) -> None:
+    """Import the project's own metrics module (`<package>.metrics`, which registers its METRICS), if it has one."""
+    from importlib import import_module
+    from importlib.util import find_spec
+
+    if find_spec(f"{package}.metrics") is not None:
+        import_module(f"{package}.metrics")
+
+
 def is_classification(task: str) -> bool:
     """Whether `task` (params.yaml's `task`) predicts classes: binary or multiclass classification."""
     return task != "regression"

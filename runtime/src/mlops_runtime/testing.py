@@ -52,10 +52,9 @@ class Project:
 
     def registered(self) -> Project:
         """This project, its own metrics registered (`<package>.metrics`, if it has one), as its CLI does."""
-        from importlib.util import find_spec
+        from .metrics import register_project_metrics
 
-        if find_spec(f"{self.package}.metrics") is not None:
-            self.module("metrics")
+        register_project_metrics(self.package)
         return self
 
     @cached_property
