@@ -78,32 +78,44 @@ class Champion:
     age_days: float
 
 
-def run(params: Params, paths: Paths, rules: Sequence[GateRule] = ()) -> dict[str, Any]:
-    """Judge the trained model by the rules of params.yaml and the project's own `rules`; register it if it passes."""
+def load_candidate(params: Params, paths: Paths) -> Candidate:
+    """The trained model (models/model), its evaluation (reports/metrics.json) and the rows of accept.split."""
     import mlflow.sklearn
 
     contract = load_contract(paths.schema)
-    candidate = mlflow.sklearn.load_model(str(paths.model))
-    report = read_json(paths.metrics)
+    model = mlflow.sklearn.load_model(str(paths.model))
     rows = contract.features_of(read_parquet(paths.split(params.accept.split)))
-    champion = current_champion(params.mlflow.registered_model) if tracking_enabled() else None
-    bounds = margin_lower_bounds(params, paths, contract, candidate)
-    checks = [
-        *check_model(report, params.accept, bounds),
+    return Candidate(model, contract, read_json(paths.metrics), rows, params)
+
+
+def serving_champion(params: Params) -> Champion | None:
+    """The registry's champion the candidate is compared with; None when there is none or tracking is off."""
+    return current_champion(params.mlflow.registered_model) if tracking_enabled() else None
+
+
+def params_rules(candidate: Candidate, champion: Champion | None, paths: Paths) -> list[dict[str, Any]]:
+    """The rules of params.yaml's accept section: metrics and margin, features, slices, the canary, speed."""
+    params, settings = candidate.params, candidate.params.accept
+    bounds = margin_lower_bounds(params, paths, candidate.contract, candidate.model)
+    return [
+        *check_model(candidate.report, settings, bounds),
         *check_features(
-            read_json(paths.plots_dir / "feature_importance.json"),
-            read_json(paths.feature_cost),
-            params.accept.features,
+            read_json(paths.plots_dir / "feature_importance.json"), read_json(paths.feature_cost), settings.features
         ),
-        *check_slices(read_json(paths.slices), params.accept.slices),
-        canary(paths, params.task, contract, candidate, rows),
-        check_speed(candidate, champion, rows, params.accept.max_slowdown, params.accept.split),
+        *check_slices(read_json(paths.slices), settings.slices),
+        canary(paths, params.task, candidate.contract, candidate.model, candidate.rows),
+        check_speed(candidate.model, champion, candidate.rows, settings.max_slowdown, settings.split),
     ]
-    judged = Candidate(candidate, contract, report, rows, params)
-    checks += [own_rule(rule, judged) for rule in rules]
+
+
+def decide(
+    checks: list[dict[str, Any]], candidate: Candidate, champion: Champion | None, paths: Paths
+) -> dict[str, Any]:
+    """The verdict (models/acceptance.json): a failing rule refuses the model (a StageError listing them);
+    a model that passes every rule is registered, and becomes champion unless worse than `champion`."""
+    params = candidate.params
     failed = [check for check in checks if not check["passed"]]
-    findings = [check["finding"] for check in checks if check.get("finding")]
-    for finding in findings:
+    for finding in [check["finding"] for check in checks if check.get("finding")]:
         print(f"Finding (not refusing the model): {finding}")
     result: dict[str, Any] = {"accepted": not failed, "split": params.accept.split, "checks": checks}
     if failed:
@@ -114,7 +126,8 @@ def run(params: Params, paths: Paths, rules: Sequence[GateRule] = ()) -> dict[st
             + "\n".join(f"  - {check['message']}" for check in failed)
         )
     if tracking_enabled():
-        result["registry"] = register_and_compare(params, paths, report["model"][params.accept.split], champion)
+        test_metrics = candidate.report["model"][params.accept.split]
+        result["registry"] = register_and_compare(params, paths, test_metrics, champion)
     else:
         result["registry"] = {"registered": False, "reason": "tracking is off (MLFLOW_TRACKING=off)"}
     write_verdict(paths.model, result)

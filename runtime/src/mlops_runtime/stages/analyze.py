@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import html
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..files import read_parquet, write_json
+from ..files import write_json
 from ..inference import decide, possible_leaks
 from ..metrics import is_classification
 from ..plots import pyplot, save
-from ..schema import load_contract
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ..params import Params
-    from ..paths import Paths
     from ..schema import Contract
 
 ASSOCIATION_ROWS = 5000  # rows the feature-target association is estimated on
@@ -28,25 +27,29 @@ STYLE = (
 )
 
 
-def run(params: Params, paths: Paths) -> dict[str, Any]:
-    """The exploratory report of data/raw/ in reports/eda/ (index.html, plots, summary.json), next to the contract."""
-    contract = load_contract(paths.schema)
-    raw = read_parquet(paths.raw)
-    frame = contract.coerce(raw)
-    summary = {
-        "rows": len(frame),
-        "reading": column_reading(raw, contract, params),
-        "possible_leaks": [
-            {"feature": name, "alone": what} for name, what in possible_leaks(raw, contract, params.task)
-        ],
-        "columns": column_summary(frame, contract, params.analyze.max_categories),
-        "target": target_summary(frame[contract.target.name], params.task),
-        "association": feature_association(frame, contract, params.task),
-    }
-    out = paths.eda_dir
+def leak_warnings(raw: pd.DataFrame, contract: Contract, task: str) -> list[dict[str, str]]:
+    """Features that alone predict the target almost perfectly, each with what it does alone."""
+    return [{"feature": name, "alone": what} for name, what in possible_leaks(raw, contract, task)]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the exploratory report says (reports/eda/summary.json), section by section."""
+
+    rows: int
+    reading: list[dict[str, str]]  # how each column reads, next to its kind in schema.yaml
+    possible_leaks: list[dict[str, str]]
+    columns: dict[str, dict[str, Any]]
+    target: dict[str, Any]
+    association: dict[str, float]  # each feature's association with the target
+
+
+def write_report(report: Summary, frame: pd.DataFrame, contract: Contract, task: str, out: Path) -> dict[str, Any]:
+    """reports/eda/: summary.json, plots and index.html showing both; returns the stage's summary line's values."""
+    summary = asdict(report)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "summary.json", summary)
-    images = draw_plots(frame, contract, summary, params.task, out)
+    images = draw_plots(frame, contract, summary, task, out)
     (out / "index.html").write_text(render_html(summary, images))
     return {"report": str(out / "index.html"), "plots": len(images)}
 

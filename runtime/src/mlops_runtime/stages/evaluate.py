@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StageError
-from ..files import read_json, read_parquet, write_json
+from ..files import read_json, write_json
 from ..metrics import (
     HIGHER_IS_BETTER,
     Predictions,
@@ -27,9 +27,9 @@ from ..metrics import (
     predict_seconds,
     score,
 )
-from ..objective import TuningData, fit_model
+from ..objective import fit_model
 from ..plots import pyplot, save
-from ..schema import CategoricalColumn, DatetimeColumn, load_contract
+from ..schema import CategoricalColumn, DatetimeColumn
 from ..tracking import start_run, tracking_enabled
 
 if TYPE_CHECKING:
@@ -38,58 +38,42 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from ..modelling import ProjectModels
+    from ..objective import TuningData
     from ..params import EvaluateParams, Params
     from ..paths import Paths
     from ..schema import Column, Contract
 
-EVALUATED_SPLITS = ("validation", "test")
 MIN_SLICE_ROWS = 30  # a metric on fewer rows is noise: such a slice is reported as not judged
 IMPORTANCE_ROW_SHUFFLES = 20_000  # rows x repeats of permutation importance, at least (capped at MAX_REPEATS)
 MAX_IMPORTANCE_REPEATS = 50
 COST_TIMING_ROWS = 2_000  # rows per timed prediction of a refit: a share of predict time shows on fewer than accept's
 
 
-def run(params: Params, paths: Paths, models: ProjectModels) -> dict[str, Any]:
-    """Score the trained model and the baseline; measure slices, stability, feature cost and importance."""
+def trained_model(paths: Paths) -> Any:
+    """The model train saved (models/model): the whole Pipeline, features and estimator."""
     import mlflow.sklearn
-    import pandas as pd
 
-    contract = load_contract(paths.schema)
-    model = mlflow.sklearn.load_model(str(paths.model))
-    train = read_parquet(paths.split("train"))
-    baseline = fit_baseline(params.task, contract, train)
-    splits = {name: read_parquet(paths.split(name)) for name in EVALUATED_SPLITS}
-    require_stable(model, params.task, contract, splits["test"], paths)
+    return mlflow.sklearn.load_model(str(paths.model))
 
+
+def scores(model: Any, data: TuningData, test: pd.DataFrame) -> dict[str, Any]:
+    """The task's metrics of the model and of a trivial baseline (fitted on train), on validation and test."""
+    baseline = fit_baseline(data.task, data.contract, data.train)
     report: dict[str, Any] = {"model": {}, "baseline": {}}
-    for name, frame in splits.items():
-        features, target = contract.split_xy(frame)
-        report["model"][name] = score(model, params.task, features, target)
-        report["baseline"][name] = score(baseline, params.task, features, target)
-    write_json(paths.metrics, report)
-    test = splits["test"]
-    write_json(paths.slices, slice_metrics(model, params.task, contract, test, params.evaluate))
-    winner = read_json(paths.leaderboard)["winner"]
-    data = TuningData(contract, train, splits["validation"], params.task, params.train.primary_metric, models)
-    write_json(paths.feature_cost, feature_cost(model, data, winner, test, params))
-
-    features, target = contract.split_xy(test)
-    out = paths.plots_dir
-    out.mkdir(parents=True, exist_ok=True)
-    write_plots(params.task, model, features, target, out, params.evaluate)
-    held_out = pd.concat([splits["validation"], test], ignore_index=True)
-    write_importance(model, params, *contract.split_xy(held_out), out)
-
-    run_info = read_json(paths.run_info)
-    if tracking_enabled() and run_info.get("run_id"):
-        log_to_mlflow(run_info, report, paths)
-    return {"test": report["model"]["test"]}
+    for name, frame in (("validation", data.validation), ("test", test)):
+        features, target = data.contract.split_xy(frame)
+        report["model"][name] = score(model, data.task, features, target)
+        report["baseline"][name] = score(baseline, data.task, features, target)
+    return report
 
 
-def log_to_mlflow(run_info: dict[str, Any], report: dict[str, Any], paths: Paths) -> None:
+def log_to_training_run(report: dict[str, Any], paths: Paths) -> None:
+    """The metrics, reports and plots, on the MLflow run train opened (nothing when tracking is off)."""
     import mlflow
 
+    run_info = read_json(paths.run_info)
+    if not (tracking_enabled() and run_info.get("run_id")):
+        return
     with start_run(run_info["experiment"], run_id=run_info["run_id"], run_name="evaluate"):
         for owner, results in report.items():
             for split_name, values in results.items():
@@ -264,8 +248,9 @@ def importance_rows(
     ]
 
 
-def write_importance(model: Any, params: Params, features: pd.DataFrame, target: pd.Series, out: Path) -> Path:
+def write_importance(model: Any, params: Params, contract: Contract, held_out: pd.DataFrame, out: Path) -> Path:
     """Permutation importance on the held-out rows (validation and test), as DVC plot data and a PNG."""
+    features, target = contract.split_xy(held_out)
     metric = params.train.primary_metric
     rows = importance_rows(
         model, params.task, metric, features, target, params.evaluate.importance_repeats, params.train.seed
@@ -280,9 +265,11 @@ def write_importance(model: Any, params: Params, features: pd.DataFrame, target:
 
 
 def write_plots(
-    task: str, model: Any, features: pd.DataFrame, target: pd.Series, out: Path, params: EvaluateParams
+    model: Any, task: str, contract: Contract, test: pd.DataFrame, out: Path, params: EvaluateParams
 ) -> list[Path]:
-    """Plot data for DVC (JSON) and the same plots as PNG; returns the PNG paths."""
+    """Plot data for DVC (JSON) and the same plots as PNG in `out`, on the test split; returns the PNG paths."""
+    features, target = contract.split_xy(test)
+    out.mkdir(parents=True, exist_ok=True)
     predicted = model.predict(features)
     if task == "regression":
         return write_regression_plots(target, predicted, out, params)

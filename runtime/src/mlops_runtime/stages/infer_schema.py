@@ -11,12 +11,11 @@ from __future__ import annotations
 from string import Template
 from typing import TYPE_CHECKING, Any
 
-from ..files import read_parquet
-from ..inference import Inference, infer
-from ..schema import load_contract
+from ..errors import StageError
 
 if TYPE_CHECKING:
-    from ..params import Params
+    from ..inference import Inference
+    from ..params import InferSchemaParams, Params
     from ..paths import Paths
 
 HEADER = Template("""\
@@ -41,21 +40,16 @@ HEADER = Template("""\
 """)
 
 
-def run(params: Params, paths: Paths) -> dict[str, Any]:
-    """Write schema.yaml from data/raw/ once, with a reason for every column, for review; an existing one is kept."""
-    if paths.schema.exists():
-        contract = load_contract(paths.schema)
-        return {"schema": str(paths.schema), "features": len(contract.features), "inferred": False}
-    assert params.infer_schema is not None, "params.yaml needs an infer_schema section"
-    frame = read_parquet(paths.raw)
-    inference = infer(
-        frame,
-        params.infer_schema.target,
-        params.task,
-        params.infer_schema.max_categories,
-        owner=f"{params.extract.source} source",
-    )
-    paths.schema.write_text(schema_text(inference, len(frame), params.extract.source))
+def inference_params(params: Params) -> InferSchemaParams:
+    """params.yaml's infer_schema section; a clear error where the project has none."""
+    if params.infer_schema is None:
+        raise StageError("params.yaml needs an infer_schema section (target, max_categories) to infer schema.yaml.")
+    return params.infer_schema
+
+
+def write_for_review(inference: Inference, rows: int, source: str, paths: Paths) -> dict[str, Any]:
+    """Write schema.yaml with a reason for every column, say what to review, and return the stage's summary."""
+    paths.schema.write_text(schema_text(inference, rows, source))
     print(f"Wrote {paths.schema} from the data: review it and commit it (git add {paths.schema.name}).")
     for name, score in inference.leaks:
         print(f"Possible target leak: {name} ({score}); see {paths.schema.name}.")

@@ -10,37 +10,34 @@ the split flatters the test score.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import StageError
-from ..files import read_parquet, write_parquet
 from ..metrics import is_classification
-from ..schema import load_contract
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..params import Params, PrepareParams
-    from ..paths import Paths
+    from ..params import PrepareParams
+    from ..schema import Contract
 
 SPLITS = ("train", "validation", "test")
 
 
-def run(params: Params, paths: Paths) -> dict[str, Any]:
-    """Clean data/raw/ by the contract and split it into train, validation and test (data/prepared/)."""
-    contract = load_contract(paths.schema)
-    frame = contract.coerce(read_parquet(paths.raw)).reset_index(drop=True)
-    target = contract.target.name
-    splits = split(frame, target if is_classification(params.task) else None, params.prepare)
-    for name, part in splits.items():
-        write_parquet(part, paths.split(name))
+def stratify_by(contract: Contract, task: str) -> str | None:
+    """The column the splits keep the proportions of: the target for classification, none for regression."""
+    return contract.target.name if is_classification(task) else None
+
+
+def count_repeats(frame: pd.DataFrame) -> int:
+    """Rows that repeat another row exactly, said once (kept and split like the others: see above)."""
     repeats = int(frame.duplicated().sum())
     if repeats:
         print(
             f"prepare: {repeats} of {len(frame)} rows repeat another row exactly; kept and split like the others"
             " (remove them at the source if they are copies of one record)."
         )
-    return {name: len(part) for name, part in splits.items()} | {"repeated_rows": repeats}
+    return repeats
 
 
 def split(frame: pd.DataFrame, stratify_by: str | None, params: PrepareParams) -> dict[str, pd.DataFrame]:

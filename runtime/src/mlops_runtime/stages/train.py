@@ -11,6 +11,8 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,13 +54,14 @@ if TYPE_CHECKING:
     from ..paths import Paths
 
 
-def run(params: Params, paths: Paths, models: ProjectModels) -> dict[str, Any]:
-    """Tune `models`' families on the prepared splits, refit the winner, save and log it."""
-    data = tuning_data(params, paths, models)
-    if tracking_enabled():
-        with start_run(params.mlflow.experiment, run_name="train") as active:
-            return train_and_log(params, paths, data, active.info.run_id)
-    return train_and_log(params, paths, data, None)
+@contextmanager
+def training_run(params: Params) -> Iterator[str | None]:
+    """The MLflow run that tuning, the winner and evaluate log to (its id); None when tracking is off."""
+    if not tracking_enabled():
+        yield None
+        return
+    with start_run(params.mlflow.experiment, run_name="train") as active:
+        yield active.info.run_id
 
 
 def tuning_data(params: Params, paths: Paths, models: ProjectModels) -> TuningData:
@@ -152,32 +155,56 @@ def work(
     return {"trials": ran}
 
 
-def train_and_log(params: Params, paths: Paths, data: TuningData, run_id: str | None) -> dict[str, Any]:
-    logger = TrialLogger(run_id) if run_id else None
-    results = tune_candidates(params, paths, data, logger)
+def tune(params: Params, paths: Paths, data: TuningData, run_id: str | None) -> list[CandidateResult]:
+    """Tune every candidate family of params.yaml (a child run per trial under `run_id`); best first."""
+    results = tune_candidates(params, paths, data, TrialLogger(run_id) if run_id else None)
     leaderboard = rank(results, data.metric)
-    winner = leaderboard[0]
-    print(f"Winner: {winner.family} with {data.metric}={winner.best_score:.4f}", flush=True)
+    print(f"Winner: {leaderboard[0].family} with {data.metric}={leaderboard[0].best_score:.4f}", flush=True)
+    return leaderboard
 
+
+@dataclass(frozen=True)
+class Refit:
+    """The winning family refitted on the train split with its best parameters."""
+
+    model: Any
+    family: str
+    seconds: float
+
+
+def refit(winner: CandidateResult, data: TuningData, params: Params) -> Refit:
+    """Fit the winning family's best parameters on the train split: the model every later stage judges."""
     started = time.perf_counter()
     model = fit_model(data, winner.family, winner.best_params, params.train.seed, data.train)
-    fit_seconds = round(time.perf_counter() - started, 3)
+    return Refit(model, winner.family, round(time.perf_counter() - started, 3))
 
+
+def save_and_log(
+    winner: Refit,
+    leaderboard: list[CandidateResult],
+    data: TuningData,
+    params: Params,
+    paths: Paths,
+    run_id: str | None,
+) -> dict[str, Any]:
+    """The leaderboard, the model and its reference profile under models/, and all of it on the MLflow run."""
     report = {
         "metric": data.metric,
-        "winner": winner.summary(),
+        "winner": leaderboard[0].summary(),
         "leaderboard": [result.summary() for result in leaderboard],
     }
     write_json(paths.leaderboard, report)
-    save_model(model, data, paths)
-    profile = build_profile(model, data.contract, data.train, data.validation, params.task, params.monitor.profile)
+    save_model(winner.model, data, paths)
+    profile = build_profile(
+        winner.model, data.contract, data.train, data.validation, params.task, params.monitor.profile
+    )
     write_json(paths.model_profile, profile)  # inside the model folder: it travels with the artifact
     run_info: dict[str, Any] = {"run_id": run_id, "experiment": params.mlflow.experiment, "family": winner.family}
     if run_id is not None:
-        logged = LoggedWinner(report, leaderboard, fit_seconds, profile)
-        run_info["model_uri"] = log_winner(model, data, params, paths, logged)
+        logged = LoggedWinner(report, leaderboard, winner.seconds, profile)
+        run_info["model_uri"] = log_winner(winner.model, data, params, paths, logged)
     write_json(paths.run_info, run_info)
-    return {"winner": winner.family, data.metric: round(winner.best_score, 4), "mlflow_run": run_id}
+    return {"winner": winner.family, data.metric: round(leaderboard[0].best_score, 4), "mlflow_run": run_id}
 
 
 def rank(results: list[CandidateResult], metric: str) -> list[CandidateResult]:

@@ -5,29 +5,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StageError
-from ..files import plain, read_parquet, write_json
-from ..schema import load_contract
+from ..files import plain, write_json
 
 if TYPE_CHECKING:
     import pandas as pd
     import pandera.pandas as pa
 
-    from ..params import Params
     from ..paths import Paths
 
 
-def run(params: Params, paths: Paths) -> dict[str, Any]:
-    """Check data/raw/ against the contract (schema.yaml); write reports/validation.json, fail on violations."""
-    frame = read_parquet(paths.raw)
-    problems = find_problems(frame, load_contract(paths.schema).pandera_schema(), params.validate_.max_examples)
-    report = {"valid": not problems, "rows": len(frame), "problems": problems}
-    write_json(paths.validation_report, report)
+def stop_on_problems(problems: list[dict[str, Any]], rows: int, paths: Paths) -> None:
+    """Write reports/validation.json; when there are problems, stop the pipeline with a StageError listing each."""
+    write_json(paths.validation_report, {"valid": not problems, "rows": rows, "problems": problems})
     if problems:
         raise StageError(
             f"{len(problems)} contract violations in {paths.raw} (report: {paths.validation_report}):\n"
             + "\n".join(format_problem(problem) for problem in problems)
         )
-    return {"rows": len(frame), "valid": True}
 
 
 def find_problems(frame: pd.DataFrame, schema: pa.DataFrameSchema, max_examples: int) -> list[dict[str, Any]]:

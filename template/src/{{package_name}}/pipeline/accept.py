@@ -24,4 +24,7 @@ RULES: list[GateRule] = []
 
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
-    return accept.run(params, paths, RULES)
+    candidate = accept.load_candidate(params, paths)  # the model, its reports, the rows judged
+    champion = accept.serving_champion(params)  # the registry's champion, if any
+    checks = accept.params_rules(candidate, champion, paths) + [accept.own_rule(rule, candidate) for rule in RULES]
+    return accept.decide(checks, candidate, champion, paths)  # models/acceptance.json; registers a passing model

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mlops_runtime.files import read_parquet, write_parquet
+from mlops_runtime.schema import load_contract
 from mlops_runtime.stages import prepare
 
 if TYPE_CHECKING:
@@ -12,4 +14,9 @@ if TYPE_CHECKING:
 
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
-    return prepare.run(params, paths)
+    contract = load_contract(paths.schema)
+    rows = contract.coerce(read_parquet(paths.raw)).reset_index(drop=True)  # typed as the contract says
+    splits = prepare.split(rows, prepare.stratify_by(contract, params.task), params.prepare)
+    for name, part in splits.items():
+        write_parquet(part, paths.split(name))
+    return {name: len(part) for name, part in splits.items()} | {"repeated_rows": prepare.count_repeats(rows)}

@@ -14,4 +14,8 @@ if TYPE_CHECKING:
 
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
-    return train.run(params, paths, project_models())
+    data = train.tuning_data(params, paths, project_models())  # the contract, the train and validation splits
+    with train.training_run(params) as run_id:  # MLflow's run; None when tracking is off
+        leaderboard = train.tune(params, paths, data, run_id)  # one Optuna study per family, best first
+        winner = train.refit(leaderboard[0], data, params)
+        return train.save_and_log(winner, leaderboard, data, params, paths, run_id)  # models/model, the run
