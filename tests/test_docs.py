@@ -31,15 +31,23 @@ def test_the_site_builds_offline_with_strict_checks(tmp_path: Path) -> None:
 
 
 def imported_names(root: Path) -> set[str]:
-    """Every `mlops_runtime...` name the project's code imports (a module imported whole counts as its `run`)."""
+    """Every `mlops_runtime...` name the project's code uses: imported by name, or as `stage.name` of a stage
+    module it imports whole (`from mlops_runtime.stages import train`, then `train.tune(...)`)."""
     names = set()
     for path in (root / "src").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        modules = {}
+        for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mlops_runtime"):
                 for alias in node.names:
                     dotted = f"{node.module}.{alias.name}"
-                    is_module = node.module == "mlops_runtime.stages"  # `from mlops_runtime.stages import train`
-                    names.add(f"{dotted}.run" if is_module else dotted)
+                    if node.module == "mlops_runtime.stages":
+                        modules[alias.asname or alias.name] = dotted
+                    else:
+                        names.add(dotted)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
+                names.add(f"{modules[node.value.id]}.{node.attr}")
     return names
 
 
