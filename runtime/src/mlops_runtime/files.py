@@ -19,6 +19,7 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """A JSON file an earlier stage wrote; a missing one is a StageError naming it."""
     if not path.exists():
         raise StageError(f"{path} is missing: run the stage that writes it first (dvc repro).")
     return json.loads(path.read_text())

@@ -73,6 +73,7 @@ def column_reading(raw: pd.DataFrame, contract: Contract, params: Params) -> lis
 
 
 def column_summary(frame: pd.DataFrame, contract: Contract, max_categories: int) -> dict[str, dict[str, Any]]:
+    """Per column: its kind, missing values, distinct values, and its statistics (numbers) or top values."""
     summary: dict[str, dict[str, Any]] = {}
     for column in (*contract.features, contract.target):
         series = frame[column.name]
@@ -93,6 +94,7 @@ def column_summary(frame: pd.DataFrame, contract: Contract, max_categories: int)
 
 
 def target_summary(target: pd.Series, task: str) -> dict[str, Any]:
+    """The target's distribution: counts per class for classification, its description for regression."""
     if is_classification(task):
         counts = target.value_counts().sort_index()
         return {"classes": {str(key): int(value) for key, value in counts.items()}}
