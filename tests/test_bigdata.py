@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from .bigdata import measure, parquet_rows, set_params, write_glob
-from .conftest import project_env, render, run
+from .conftest import install, project_env, render, run
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +29,7 @@ def test_a_10m_row_glob_extracts_in_bounded_memory_and_batch_prediction_streams(
         data_path="data/source/*.parquet",
         target_column="label",
     )
-    run(["uv", "sync", "--frozen", "--quiet", "--compile-bytecode"], root)
+    install(root)
     write_glob(root, root / "data" / "source", rows=10_000_000, files=10)
     script = str(root / ".venv" / "bin" / PACKAGE)
 

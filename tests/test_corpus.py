@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import render, run
+from .conftest import install, render, run
 from .corpus import Expectation, answers, expectations, inference_mismatches, write
 from .test_e2e import free_port, http, serving
 
@@ -55,7 +55,7 @@ def test_real_data_set_end_to_end(tmp_path: Path, name: str) -> None:
     expectation = CORPUS[name]
     root = render(tmp_path / name, tasks=True, **answers(expectation))
     write(expectation, root)
-    run(["uv", "sync", "--frozen", "--quiet", "--compile-bytecode"], root)
+    install(root)
     problems: list[str] = []
 
     # Inference first: extract and infer_schema alone, so a wrong contract is reported before training.

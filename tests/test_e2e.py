@@ -23,17 +23,13 @@ import pytest
 import yaml
 
 from .bigdata import set_params
-from .conftest import project_env, render, run, template_source
+from .conftest import install, project_env, render, run, template_source
 
 pytestmark = pytest.mark.e2e
 
 
 def stages_run(output: str) -> list[str]:
     return re.findall(r"Running stage '([a-z_]+)'", output)
-
-
-def install(root: Path) -> None:
-    run(["uv", "sync", "--frozen", "--quiet", "--compile-bytecode"], root)
 
 
 def repro(root: Path, *args: str, check: bool = True) -> str:
@@ -59,7 +55,7 @@ def test_sample_binary_project_end_to_end(tmp_path: Path) -> None:
     run([copier, "copy", "--trust", "--defaults", "--vcs-ref", "HEAD", str(template_source()), str(root)], tmp_path)
     assert (root / ".git").exists()
     assert (root / "uv.lock").exists()
-    install(root)
+    run(["uv", "sync", "--frozen", "--quiet", "--compile-bytecode"], root)  # as the README says
     check_first_repro_tunes_trains_and_accepts(root)
     check_second_repro_runs_nothing(root)
     check_metrics_and_plots_are_dvc_readable(root)

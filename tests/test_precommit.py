@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import render, run
+from .conftest import install, render, run
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +56,7 @@ def commit_hooks(root: Path) -> list[dict[str, str]]:
 
 def test_hooks_pass_on_a_fresh_project_and_refuse_keys_large_files_and_conflict_markers(tmp_path: Path) -> None:
     root = render(tmp_path / "project", tasks=True)
-    run(["uv", "sync", "--frozen", "--quiet", "--compile-bytecode"], root)
+    install(root)
     env = {"PRE_COMMIT_HOME": str(tmp_path / "pre-commit-cache")}
 
     def pre_commit(*args: str) -> tuple[int, str]:

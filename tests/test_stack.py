@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import render, run
+from .conftest import install, render, run
 from .stack import Stack
-from .test_e2e import accepted, cli, edit_params, http, install, prepared_test_rows, serving, stages_run
+from .test_e2e import accepted, cli, edit_params, http, prepared_test_rows, serving, stages_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack, pytest.mark.xdist_group("stack")]
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import render, run
+from .conftest import install, render, run
 from .stack import Stack
-from .test_e2e import edit_params, install
+from .test_e2e import edit_params
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack, pytest.mark.xdist_group("stack")]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import REPO, project_env, render, run
+from .conftest import REPO, install, project_env, render, run
 from .repo_copy import copy_repository, git
 
 V1, V2, V3 = "v1.0.0", "v2.0.0", "v2.0.1"
@@ -234,7 +234,7 @@ def test_update_with_data_switches_the_library_and_the_project_still_runs(templa
     commit_all(project, "update: lightgbm")
 
     run(["uv", "lock", "--check"], project)
-    run(["uv", "sync", "--frozen", "--quiet"], project)
+    install(project)
     repro = run(["uv", "run", "--frozen", "dvc", "repro"], project)
     assert "[lightgbm] trial 2/2" in repro.stdout + repro.stderr
 
@@ -319,7 +319,7 @@ def test_a_project_with_the_copied_machinery_moves_into_the_library_layout(tmp_p
     # The user carries the route to the project's serving module.
     edit(package / "serving.py", "    return app\n", USER_ROUTE + "    return app\n")
     commit_all(project, "update to v0.3.0")
-    run(["uv", "sync", "--frozen", "--quiet"], project)
+    install(project)
     repro = run(["uv", "run", "--frozen", "dvc", "repro"], project)
     assert "[random_forest] trial 2/2" in repro.stdout + repro.stderr
     port = free_port()

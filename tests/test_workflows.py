@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import render, run
+from .conftest import install, render, run
 from .debian import debian_tool
 
 SOURCES = {"sample": "3.11", "file": "3.12", "sql": "3.13"}  # data_source -> python_version (rotated)
@@ -171,7 +171,7 @@ def test_every_nox_session_the_workflows_call_exists_and_the_local_ones_run(tmp_
         called |= sessions_called(other)
     assert {"lint", "typecheck", "tests", "ml_test_score", "pipeline", "monitor"} <= called
 
-    run(["uv", "sync", "--frozen", "--quiet", "--compile-bytecode"], root)
+    install(root)
     listed = run(["uv", "run", "--frozen", "nox", "--list", "--json", "--sessions", *sorted(called)], root).stdout
     assert {session["name"] for session in json.loads(listed)} == called
 
