@@ -185,7 +185,9 @@ def edit_params(root: Path, change: dict, commit: bool = True) -> None:
 
 
 def check_a_fresh_clone_gets_data_and_model_back_from_the_remote(root: Path, clone: Path) -> None:
-    """`dvc push` to the default (local folder) remote; a clone beside it pulls, and `dvc repro` runs nothing."""
+    """Committed, and `dvc push` to the default (local folder) remote; a clone pulls, and `dvc repro` runs nothing."""
+    run(["git", "add", "--all"], root)
+    run(["git", "commit", "-q", "--allow-empty", "-m", "the trained model"], root)
     run(["uv", "run", "--frozen", "dvc", "push"], root)
     run(["git", "clone", "-q", str(root), str(clone)], clone.parent)
     install(clone)
@@ -205,6 +207,16 @@ def trained_project(dest: Path, trials: int = 2, **answers: str) -> Path:
     edit_params(root, {"train.tuning.n_trials": trials})
     repro(root)
     return root
+
+
+# The tests that serve the default project or branch from it share one trained copy (xdist sends a group to one
+# worker, so it is trained once); none of them changes what the others read: the experiment runs in a clone.
+SHARED = pytest.mark.xdist_group("trained_sample")
+
+
+@pytest.fixture(scope="module")
+def trained_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return trained_project(tmp_path_factory.mktemp("shared") / "churn")
 
 
 def cli(root: Path, *args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
@@ -261,11 +273,10 @@ def test_registry_champion_challenger_promote_and_rollback(tmp_path: Path) -> No
     assert "has no version 7" in failed.stderr
 
 
-def test_dvc_experiments_compare_with_metrics_diff(tmp_path: Path) -> None:
-    root = trained_project(tmp_path / "churn")
-    run(["git", "add", "--all"], root)
-    run(["git", "commit", "-q", "-m", "baseline model"], root)
-    check_a_fresh_clone_gets_data_and_model_back_from_the_remote(root, tmp_path / "clone")
+@SHARED
+def test_dvc_experiments_compare_with_metrics_diff(trained_sample: Path, tmp_path: Path) -> None:
+    root = tmp_path / "clone"
+    check_a_fresh_clone_gets_data_and_model_back_from_the_remote(trained_sample, root)
 
     output = run(["uv", "run", "--frozen", "dvc", "exp", "run", "-S", "prepare.seed=7"], root).stdout
     assert "Ran experiment" in output
@@ -509,8 +520,9 @@ def prepared_test_rows(root: Path) -> list[dict[str, object]]:
     return json.loads(run(["uv", "run", "--frozen", "python", "-c", code], root).stdout.strip().splitlines()[-1])
 
 
-def test_serving_end_to_end(tmp_path: Path) -> None:
-    root = trained_project(tmp_path / "churn")
+@SHARED
+def test_serving_end_to_end(trained_sample: Path) -> None:
+    root = trained_sample
     rows = prepared_test_rows(root)
     for line in (root / "Dockerfile").read_text().splitlines():
         if line.startswith("COPY") and "--from" not in line:
@@ -570,9 +582,10 @@ def test_serving_end_to_end(tmp_path: Path) -> None:
     assert [answer["probabilities"]["1"] for answer in over_http] == pytest.approx(in_process, abs=1e-12)
 
 
-def test_concurrent_load_leaves_exactly_one_log_row_per_prediction(tmp_path: Path) -> None:
+@SHARED
+def test_concurrent_load_leaves_exactly_one_log_row_per_prediction(trained_sample: Path) -> None:
     """Two workers share a log that does not exist yet; a clean shutdown drains both."""
-    root = trained_project(tmp_path / "churn")
+    root = trained_sample
     rows = prepared_test_rows(root)
     requests = 3000
     assert not (root / "load.db").exists()
