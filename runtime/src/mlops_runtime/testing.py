@@ -129,8 +129,36 @@ def project(pytestconfig: pytest.Config) -> Project:
     return Project(package, pytestconfig.rootpath).registered()
 
 
-@pytest.fixture(params=TASKS)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "task" in metafunc.fixturenames and not names_task(metafunc.definition):
+        metafunc.parametrize(
+            "task", tasks_under_test(metafunc.module.__name__, metafunc.config.rootpath), indirect=True
+        )
+
+
+def names_task(test: pytest.Function) -> bool:
+    """Whether the test chooses its task itself (`@pytest.mark.parametrize("task", [...])`)."""
+    for marker in test.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", "")
+        if "task" in ([name.strip() for name in names.split(",")] if isinstance(names, str) else names):
+            return True
+    return False
+
+
+def tasks_under_test(module: str, root: Path) -> tuple[str, ...]:
+    """The library's checks run on every task; a project's own tests on the project's task (params.yaml's `task`)."""
+    import yaml
+
+    params_file = root / "params.yaml"
+    if module.startswith("mlops_runtime.checks") or not params_file.exists():
+        return TASKS
+    task = (yaml.safe_load(params_file.read_text()) or {}).get("task")
+    return (task,) if task in TASKS else TASKS
+
+
+@pytest.fixture
 def task(request: pytest.FixtureRequest) -> str:
+    """A task the test runs on (tasks_under_test): parametrized, one test per task."""
     return str(request.param)
 
 
