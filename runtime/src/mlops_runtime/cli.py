@@ -10,6 +10,7 @@ because every DVC stage is a new process and start-up time adds up.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from enum import StrEnum
@@ -244,6 +245,9 @@ def serve(
         loaded = load_model(config, params.task, params.mlflow.registered_model)
         open_log_database(config.prediction_log_url)  # before the workers, which would race to create it
         typer.echo(f"Serving {loaded.name} version {loaded.version} ({loaded.source}) on http://{host}:{port}")
+        for route, setting in (("feedback", "SERVE_FEEDBACK_TOKEN"), ("reload", "SERVE_RELOAD_TOKEN")):
+            if getattr(config, f"{route}_token") is None:
+                typer.echo(f"POST /{route} is disabled: set {setting} to enable it.")
         run_server(create_app, config, host, port, workers)
 
     _user_errors_exit_1(check_then_serve)
@@ -373,7 +377,8 @@ def simulate(
         params, contract, base, chosen = _simulation_base(seed, chosen)
         frame, labels = traffic(contract, base, rows, chosen, seed)
         if url:
-            result = send_over_http(url, frame, labels, feedback, seed)
+            token = os.environ.get("SERVE_FEEDBACK_TOKEN") or None  # the service's: labels need it
+            result = send_over_http(url, frame, labels, feedback, seed, feedback_token=token)
         else:
             from .serving.loader import load_model
 

@@ -35,6 +35,8 @@ PROJECT_OPTION = "mlops_project"
 TASKS = ("binary_classification", "multiclass_classification", "regression")
 PRIMARY = {"binary_classification": "roc_auc", "multiclass_classification": "f1_macro", "regression": "rmse"}
 MAX_RECORDS = 50
+RELOAD_TOKEN, FEEDBACK_TOKEN = "s3cret", "l4bels"  # the `config` fixture's tokens: two, as in production
+FEEDBACK_AUTH = {"authorization": f"Bearer {FEEDBACK_TOKEN}"}  # the header a test's POST /feedback sends
 
 # Each test marked `ml_test_score(ITEM, ...)` and its outcome, by test id.
 _SCORED: dict[str, dict[str, Any]] = {}
@@ -218,7 +220,8 @@ def config(service_root: Path) -> ServingConfig:
         paths=Paths(service_root),
         model_source="local",
         prediction_log_url=f"sqlite:///{service_root / 'predictions.db'}",
-        reload_token="s3cret",
+        reload_token=RELOAD_TOKEN,
+        feedback_token=FEEDBACK_TOKEN,
         max_records=MAX_RECORDS,
         max_body_bytes=50_000,
     )

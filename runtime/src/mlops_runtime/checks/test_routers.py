@@ -14,7 +14,7 @@ from mlops_runtime.serving.predlog import PredictionLog
 from mlops_runtime.serving.routers import feedback, operations, prediction
 from mlops_runtime.serving.state import ServiceState
 from mlops_runtime.serving.telemetry import ServiceMetrics
-from mlops_runtime.testing import records
+from mlops_runtime.testing import FEEDBACK_AUTH, records
 
 
 @pytest.fixture
@@ -59,8 +59,11 @@ def test_the_feedback_router_checks_labels_against_the_contract(state: ServiceSt
     client = client_for(feedback.router(tuning_data.contract.target, state.config), state)
     label = tuning_data.contract.target.examples()[0]
 
-    assert client.post("/feedback", json={"request_id": request_id, "label": label}).status_code == 201
-    refused = client.post("/feedback", json={"request_id": request_id, "label": "not a label"})
+    assert (
+        client.post("/feedback", json={"request_id": request_id, "label": label}, headers=FEEDBACK_AUTH).status_code
+        == 201
+    )
+    refused = client.post("/feedback", json={"request_id": request_id, "label": "not a label"}, headers=FEEDBACK_AUTH)
     assert refused.status_code == 422
     assert refused.json()["errors"][0]["loc"] == ["label"]
 

@@ -3,6 +3,7 @@
 import json
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,14 @@ from mlops_runtime.objective import TuningData
 from mlops_runtime.serving.app import create_app
 from mlops_runtime.serving.config import ServingConfig
 from mlops_runtime.serving.loader import from_local
-from mlops_runtime.testing import MAX_RECORDS, assert_serve_refuses, records
+from mlops_runtime.testing import (
+    FEEDBACK_AUTH,
+    FEEDBACK_TOKEN,
+    MAX_RECORDS,
+    RELOAD_TOKEN,
+    assert_serve_refuses,
+    records,
+)
 
 
 @pytest.fixture
@@ -199,13 +207,54 @@ def test_feedback_is_stored_for_a_known_request(client: TestClient, tuning_data:
     prediction = client.post("/predict", json=records(tuning_data, 1)).json()["predictions"][0]
     label = tuning_data.validation[tuning_data.contract.target.name].iloc[0]
     label = label.item() if hasattr(label, "item") else label
-    assert client.post("/feedback", json={"request_id": prediction["request_id"], "label": label}).status_code == 201
-    assert client.post("/feedback", json={"request_id": "0" * 32, "label": label}).status_code == 404
-    bad_label = {
-        "request_id": prediction["request_id"],
-        "label": "not-a-class" if tuning_data.task != "regression" else 1e12,
+    body = {"request_id": prediction["request_id"], "label": label}
+    assert client.post("/feedback", json=body, headers=FEEDBACK_AUTH).status_code == 201
+    assert client.post("/feedback", json=body | {"request_id": "0" * 32}, headers=FEEDBACK_AUTH).status_code == 404
+    bad_label = body | {"label": "not-a-class" if tuning_data.task != "regression" else 1e12}
+    assert client.post("/feedback", json=bad_label, headers=FEEDBACK_AUTH).status_code == 422
+
+
+@pytest.mark.parametrize("task", ["binary_classification"])  # authorisation does not depend on the task
+def test_feedback_needs_its_own_token(client: TestClient, config: ServingConfig, tuning_data: TuningData) -> None:
+    """Labels train the next model: no token, a wrong one, or the reload token are refused, and nothing is
+    stored; a service without a feedback token refuses all feedback and says how to enable it."""
+    prediction = client.post("/predict", json=records(tuning_data, 1)).json()["predictions"][0]
+    body = {"request_id": prediction["request_id"], "label": tuning_data.contract.target.examples()[0]}
+    for headers in (
+        {},
+        {"authorization": "Bearer wrong"},
+        {"authorization": f"Bearer {RELOAD_TOKEN}"},
+        {"authorization": f"Basic {FEEDBACK_TOKEN}"},
+    ):
+        refused = client.post("/feedback", json=body, headers=headers)
+        assert refused.status_code == 401, headers
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert refused.json()["detail"] == "a valid bearer token is required"
+    state = client.app.state.service  # type: ignore[attr-defined]
+    assert state.log.feedback_count() == 0
+    assert client.post("/feedback", json=body, headers=FEEDBACK_AUTH).status_code == 201
+    assert state.log.feedback_count() == 1
+
+    with TestClient(create_app(replace(config, feedback_token=None))) as closed:
+        disabled = closed.post("/feedback", json=body, headers=FEEDBACK_AUTH)
+    assert disabled.status_code == 403
+    assert disabled.json()["detail"] == "feedback is disabled: set SERVE_FEEDBACK_TOKEN to enable it"
+
+
+def test_the_openapi_document_declares_the_bearer_scheme_on_feedback_and_reload(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    assert document["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "the route's token, from the service's settings",
     }
-    assert client.post("/feedback", json=bad_label).status_code == 422
+    secured = {
+        (path, method)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if operation.get("security")
+    }
+    assert secured == {("/feedback", "post"), ("/reload", "post")}
 
 
 @pytest.mark.ml_test_score("I7")

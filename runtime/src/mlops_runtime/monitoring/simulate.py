@@ -171,12 +171,26 @@ def records(features: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def send_over_http(
-    url: str, features: pd.DataFrame, labels: pd.Series, feedback_share: float, seed: int, concurrency: int = 8
+    url: str,
+    features: pd.DataFrame,
+    labels: pd.Series,
+    feedback_share: float,
+    seed: int,
+    feedback_token: str | None = None,
+    concurrency: int = 8,
 ) -> dict[str, Any]:
-    """One POST /predict per row, `concurrency` at a time; then POST /feedback for a share of them."""
+    """One POST /predict per row, `concurrency` at a time; then POST /feedback for a share of them, with the
+    service's feedback token (a refused token stops here, before any row is sent)."""
     import numpy as np
 
+    if feedback_share > 0 and not feedback_token:
+        raise StageError(
+            "posting feedback needs the service's feedback token: set SERVE_FEEDBACK_TOKEN (or use --feedback 0)."
+        )
     base = url.rstrip("/")
+    authorization = {"authorization": f"Bearer {feedback_token}"} if feedback_token else {}
+    if feedback_share > 0:
+        _post(f"{base}/feedback", {"request_id": "0" * 32, "label": plain(labels.iloc[0])}, authorization)
     bodies = records(features)
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         answers = list(pool.map(lambda body: _post(f"{base}/predict", body), bodies))
@@ -186,7 +200,10 @@ def send_over_http(
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         sent = list(
             pool.map(
-                lambda i: _post(f"{base}/feedback", {"request_id": ids[i], "label": plain(labels.iloc[i])}), chosen
+                lambda i: _post(
+                    f"{base}/feedback", {"request_id": ids[i], "label": plain(labels.iloc[i])}, authorization
+                ),
+                chosen,
             )
         )
     return {"rows": len(bodies), "predicted": sum(1 for i in ids if i), "feedback": sum(1 for answer in sent if answer)}
@@ -243,16 +260,31 @@ def write_to_log(
     return {"rows": len(rows), "predicted": len(rows), "feedback": len(labelled), "model_version": loaded.version}
 
 
-def _post(url: str, body: dict[str, Any]) -> dict[str, Any] | None:
+def _post(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """The JSON answer, or None when the request failed; a refused token (401, 403) stops the simulation."""
     import urllib.error
     import urllib.request
 
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}, method="POST"
+        url,
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"} | (headers or {}),
+        method="POST",
     )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             answer: dict[str, Any] = json.loads(response.read())
             return answer
+    except urllib.error.HTTPError as error:
+        if error.code in (401, 403):
+            raise StageError(f"{url} refused the request ({error.code}): {_detail(error)}") from None
+        return None
     except (urllib.error.URLError, OSError, ValueError):
         return None
+
+
+def _detail(error: Any) -> str:
+    try:
+        return str(json.loads(error.read())["detail"])
+    except (ValueError, KeyError, TypeError):
+        return str(error.reason)

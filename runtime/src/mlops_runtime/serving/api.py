@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING, Any, Protocol
 
+from fastapi import Security
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
@@ -69,6 +72,26 @@ MALFORMED = {"model": Problem, "description": "Malformed request"}
 TOO_LARGE = {"model": Problem, "description": "Body larger than SERVE_MAX_BODY_BYTES"}
 NOT_JSON = {"model": Problem, "description": "Body sent as a media type other than JSON"}
 INVALID = {"model": Problem, "description": "Input breaks the contract (field-level errors)"}
+
+
+# Declares the bearer scheme in the OpenAPI document for the routes that depend on it; the route checks the
+# token itself (bearer_refusal), so a refusal has the service's one error shape.
+BEARER = Security(HTTPBearer(auto_error=False, description="the route's token, from the service's settings"))
+UNAUTHORIZED = {"model": Problem, "description": "No valid bearer token"}
+DISABLED = {"model": Problem, "description": "The route is disabled: the service has no token for it"}
+
+
+def bearer_refusal(request: Request, token: str | None, setting: str, route: str) -> JSONResponse | None:
+    """None when the request carries `token` as its bearer token (compared in constant time); otherwise the
+    answer: 403 when the service has no token for the route (`setting` unset), 401 for a missing or wrong one."""
+    if token is None:
+        return problem(403, f"{route} is disabled: set {setting} to enable it")
+    scheme, _, sent = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), token.encode()):
+        response = problem(401, "a valid bearer token is required")
+        response.headers["www-authenticate"] = "Bearer"
+        return response
+    return None
 
 
 def problem(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> JSONResponse:

@@ -17,7 +17,7 @@ MODEL_SOURCES: tuple[ModelSource, ...] = ("auto", "registry", "local")
 
 @dataclass(frozen=True)
 class ServingConfig:
-    """Where the model comes from, request limits, the prediction log and the reload token."""
+    """Where the model comes from, request limits, the prediction log, and the tokens of /reload and /feedback."""
 
     paths: Paths = field(default_factory=Paths)
     model_source: ModelSource = "auto"
@@ -26,6 +26,8 @@ class ServingConfig:
     max_body_bytes: int = 1_000_000
     prediction_log_url: str = f"sqlite:///{Paths().prediction_log}"
     reload_token: str | None = field(default=None, repr=False)
+    # Labels train the next model (`monitor --retrain`): only a client holding this token may post them.
+    feedback_token: str | None = field(default=None, repr=False)
     require_acceptance: bool = True  # a local model must carry an accepting verdict; off only for accept's canary
 
     @property
@@ -47,6 +49,7 @@ class ServingConfig:
             max_body_bytes=_positive_int(environ, "SERVE_MAX_BODY_BYTES", cls.max_body_bytes),
             prediction_log_url=environ.get("SERVE_PREDICTION_LOG_URL", cls.prediction_log_url),
             reload_token=environ.get("SERVE_RELOAD_TOKEN") or None,
+            feedback_token=environ.get("SERVE_FEEDBACK_TOKEN") or None,
         )
 
 

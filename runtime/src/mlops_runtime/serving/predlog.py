@@ -255,9 +255,17 @@ class PredictionLog:
         return True
 
     def count(self) -> int:
+        """Logged predictions, everything queued included."""
+        return self._count(predictions)
+
+    def feedback_count(self) -> int:
+        """Stored feedback labels."""
+        return self._count(feedback)
+
+    def _count(self, table: sa.Table) -> int:
         self.flush()
         with self.engine.connect() as connection:
-            return int(connection.execute(sa.select(sa.func.count()).select_from(predictions)).scalar_one())
+            return int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
 
     def _write_forever(self) -> None:
         pending: list[dict[str, Any]] = []

@@ -9,13 +9,17 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ConfigDict, Field, TypeAdapter, create_model
 
 from ..api import (
+    BEARER,
+    DISABLED,
     INVALID,
     MALFORMED,
     NOT_JSON,
     TOO_LARGE,
+    UNAUTHORIZED,
     FeedbackStored,
     Problem,
     RequestRefusedError,
+    bearer_refusal,
     json_body,
     json_payload,
     problem,
@@ -49,8 +53,11 @@ def router(target: Column, config: ServingConfig) -> APIRouter:
         "/feedback",
         status_code=201,
         response_model=FeedbackStored,
+        dependencies=[BEARER],
         responses={
             400: MALFORMED,
+            401: UNAUTHORIZED,
+            403: DISABLED,
             404: {"model": Problem, "description": "Unknown request id"},
             413: TOO_LARGE,
             415: NOT_JSON,
@@ -59,7 +66,11 @@ def router(target: Column, config: ServingConfig) -> APIRouter:
         openapi_extra=json_body(model.model_json_schema()),
     )
     async def post_feedback(request: Request, state: State) -> Response:
-        """Store the true label (target value) for a prediction's request id."""
+        """Store the true label (target value) for a prediction's request id (Authorization: Bearer
+        $SERVE_FEEDBACK_TOKEN): labels train the next model, so only those holding the token may post them."""
+        refused = bearer_refusal(request, config.feedback_token, "SERVE_FEEDBACK_TOKEN", "feedback")
+        if refused is not None:
+            return refused
         try:
             item = await json_payload(request, body, config.max_body_bytes)
         except RequestRefusedError as refusal:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ...errors import StageError
-from ..api import Health, ModelInfo, Problem, Ready, Reloaded, problem
+from ..api import BEARER, DISABLED, UNAUTHORIZED, Health, ModelInfo, Problem, Ready, Reloaded, bearer_refusal, problem
 from ..state import State
 
 if TYPE_CHECKING:
@@ -57,16 +56,14 @@ def router(record: type[BaseModel]) -> APIRouter:
     @routes.post(
         "/reload",
         response_model=Reloaded,
-        responses={401: {"model": Problem}, 403: {"model": Problem}, 503: {"model": Problem}},
+        dependencies=[BEARER],
+        responses={401: UNAUTHORIZED, 403: DISABLED, 503: {"model": Problem}},
     )
     async def reload(request: Request, state: State) -> Any:
         """Load the current champion without a restart (Authorization: Bearer $SERVE_RELOAD_TOKEN)."""
-        token = state.config.reload_token
-        if token is None:
-            return problem(403, "reload is disabled: set SERVE_RELOAD_TOKEN to enable it")
-        sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(sent.encode(), token.encode()):
-            return problem(401, "a valid bearer token is required")
+        refused = bearer_refusal(request, state.config.reload_token, "SERVE_RELOAD_TOKEN", "reload")
+        if refused is not None:
+            return refused
         serving = state.model.version
         try:
             previous = state.reload()
