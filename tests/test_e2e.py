@@ -529,7 +529,7 @@ def test_serving_end_to_end(trained_sample: Path) -> None:
             for source in line.split()[1:-1]:
                 assert (root / source).exists(), f"the Dockerfile copies {source}, which does not exist"
 
-    with serving(root, free_port(), SERVE_RELOAD_TOKEN="s3cret") as base:
+    with serving(root, free_port(), SERVE_RELOAD_TOKEN="s3cret", SERVE_FEEDBACK_TOKEN="l4bels") as base:
         status, info = http("GET", f"{base}/model")
         assert status == 200
         assert (info["source"], info["version"], info["inference"]) == ("registry", "1", "direct")
@@ -539,7 +539,9 @@ def test_serving_end_to_end(trained_sample: Path) -> None:
         status, answer = http("POST", f"{base}/predict", rows)
         assert status == 200
         over_http = answer["predictions"]
-        assert http("POST", f"{base}/feedback", {"request_id": over_http[0]["request_id"], "label": 1})[0] == 201
+        label = {"request_id": over_http[0]["request_id"], "label": 1}
+        assert http("POST", f"{base}/feedback", label)[0] == 401  # labels train the next model: a token is needed
+        assert http("POST", f"{base}/feedback", label, headers={"authorization": "Bearer l4bels"})[0] == 201
         assert http("POST", f"{base}/reload")[0] == 401
         status, reloaded = http("POST", f"{base}/reload", headers={"authorization": "Bearer s3cret"})
         assert status == 200
@@ -601,12 +603,14 @@ def test_concurrent_load_leaves_exactly_one_log_row_per_prediction(trained_sampl
 
 
 SHIFTED = ("age", "tenure_months", "monthly_spend")
+FEEDBACK_TOKEN = "l4bels"
 
 
 def shifted_traffic(root: Path, url: str, rows: int, labelled: float, seed: int) -> None:
     """`simulate` over HTTP: SHIFTED move by 1.5 standard deviations, a share of rows gets its true label."""
     arguments = ["--url", url, "--rows", str(rows), "--feedback", str(labelled), "--seed", str(seed)]
-    cli(root, "simulate", *arguments, "--scenario", "shift", "--features", ",".join(SHIFTED), "--amount", "1.5")
+    shift = ["--scenario", "shift", "--features", ",".join(SHIFTED), "--amount", "1.5"]
+    cli(root, "simulate", *arguments, *shift, env={"SERVE_FEEDBACK_TOKEN": FEEDBACK_TOKEN})
 
 
 def test_monitoring_catches_drift_and_retraining_brings_a_new_champion(tmp_path: Path) -> None:
@@ -624,7 +628,12 @@ def test_monitoring_catches_drift_and_retraining_brings_a_new_champion(tmp_path:
     repro(root)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    settings = {"SERVE_RELOAD_TOKEN": "s3cret", "SERVE_URL": base, "SERVE_PREDICTION_LOG_URL": "sqlite:///loop.db"}
+    settings = {
+        "SERVE_RELOAD_TOKEN": "s3cret",
+        "SERVE_FEEDBACK_TOKEN": FEEDBACK_TOKEN,
+        "SERVE_URL": base,
+        "SERVE_PREDICTION_LOG_URL": "sqlite:///loop.db",
+    }
     with serving(root, port, **settings):
         shifted_traffic(root, base, rows=5000, labelled=1.0, seed=1)
         alert = run(["uv", "run", "--frozen", "churn_model", "monitor", "--retrain"], root, check=False, env=settings)
