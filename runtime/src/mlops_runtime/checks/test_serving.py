@@ -309,3 +309,55 @@ def test_no_training_serving_skew(client: TestClient, config: ServingConfig, tun
     if tuning_data.task != "regression":
         for http_answer, local_answer in zip(over_http, in_process, strict=True):
             assert http_answer["probabilities"] == local_answer["probabilities"]
+
+
+@pytest.fixture
+def live_service(config: ServingConfig) -> Iterator[str]:
+    """The service on a real socket (127.0.0.1, a free port), in a thread: for clients that speak HTTP."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive(), "the service stopped while starting"
+        assert time.monotonic() < deadline, "the service did not start within 60 s"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.mark.parametrize("task", ["binary_classification"])  # the client does not depend on the task
+def test_simulate_posts_labels_with_the_feedback_token_and_stops_when_refused(
+    live_service: str, config: ServingConfig, tuning_data: TuningData
+) -> None:
+    from mlops_runtime.errors import StageError
+    from mlops_runtime.monitoring.simulate import send_over_http
+    from mlops_runtime.serving.predlog import PredictionLog
+
+    features, labels = tuning_data.contract.split_xy(tuning_data.validation.head(40))
+    sent = send_over_http(live_service, features, labels, 0.5, seed=0, feedback_token=FEEDBACK_TOKEN)
+    assert sent["predicted"] == 40
+    assert 5 < sent["feedback"] < 35
+
+    with pytest.raises(StageError, match="set SERVE_FEEDBACK_TOKEN"):
+        send_over_http(live_service, features, labels, 0.5, seed=0)
+    with pytest.raises(StageError, match=r"refused the request \(401\): a valid bearer token is required"):
+        send_over_http(live_service, features, labels, 0.5, seed=0, feedback_token="wrong")
+    assert send_over_http(live_service, features.head(3), labels.head(3), 0.0, seed=0)["feedback"] == 0
+
+    log = PredictionLog(config.prediction_log_url)
+    try:
+        assert log.count() == 43  # refused before sending: no prediction of the refused runs was made
+        assert log.feedback_count() == sent["feedback"]
+    finally:
+        log.close()
