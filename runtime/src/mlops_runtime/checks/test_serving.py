@@ -361,3 +361,24 @@ def test_simulate_posts_labels_with_the_feedback_token_and_stops_when_refused(
         assert log.feedback_count() == sent["feedback"]
     finally:
         log.close()
+
+
+@pytest.mark.parametrize("task", ["binary_classification"])  # start-up does not depend on the task
+def test_serve_says_which_token_routes_are_disabled(service_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Started without a feedback token, `serve` says feedback is disabled (here the port is taken, so it stops
+    right after saying so: a real start-up, without serving)."""
+    import socket
+
+    from typer.testing import CliRunner
+
+    monkeypatch.chdir(service_root)
+    monkeypatch.setenv("SERVE_RELOAD_TOKEN", RELOAD_TOKEN)
+    monkeypatch.delenv("SERVE_FEEDBACK_TOKEN", raising=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = CliRunner().invoke(app, ["serve", "--model-source", "local", "--port", port])
+    assert "POST /feedback is disabled: set SERVE_FEEDBACK_TOKEN to enable it." in result.output
+    assert "POST /reload is disabled" not in result.output
+    assert result.exit_code != 0
