@@ -27,6 +27,9 @@ from .debian import debian_tool
 
 USER, PASSWORD = "mlops", "stack-password"
 ACCESS_KEY, SECRET_KEY = "stackaccess", "stack-secret-key"
+# The MLflow server's users, as compose.yaml makes them: the admin (people, CI, the pipeline) and the service's
+# read-only user.
+ADMIN_PASSWORD, SERVING_PASSWORD = "stack-admin-password", "stack-serving-password"
 BUCKETS = ("mlflow", "dvc")
 POSTGRES_PACKAGE = "postgresql-15"
 
@@ -105,6 +108,14 @@ class Stack:
     @property
     def mlflow_uri(self) -> str:
         return f"http://127.0.0.1:{self.mlflow_port}"
+
+    def as_admin(self) -> dict[str, str]:
+        """The MLflow credentials of people, CI and the pipeline (compose.yaml's admin)."""
+        return {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}
+
+    def as_service(self) -> dict[str, str]:
+        """The MLflow credentials of the service: a user with the server's default permission, READ."""
+        return {"MLFLOW_TRACKING_USERNAME": "serving", "MLFLOW_TRACKING_PASSWORD": SERVING_PASSWORD}
 
     def postgres_url(self, database: str) -> str:
         """A `postgresql+psycopg://` URL to `database`, created (empty) on first use."""
@@ -224,9 +235,19 @@ def _buckets_ready(stack: Stack) -> bool:
 
 
 def start_mlflow(stack: Stack, resources: ExitStack) -> None:
-    """The tracking server: runs and registry in PostgreSQL, artifacts in S3 through the server's proxy."""
+    """The tracking server as compose.yaml runs it: runs and registry in PostgreSQL, artifacts in S3 through the
+    server's proxy, MLflow's basic-auth app (users in the same database, READ by default); then the service's
+    read-only user, as compose's one-shot mlflow-users makes it."""
+    from mlflow.server.auth.client import AuthServiceClient
+
     stack.mlflow_port = free_port()
     log = stack.workdir / "mlflow.log"
+    auth_config = stack.workdir / "mlflow-auth.ini"
+    auth_config.write_text(
+        "[mlflow]\ndefault_permission = READ\n"
+        f"database_uri = {stack.postgres_url('mlflow')}\nadmin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
     command = [
         str(Path(sys.executable).parent / "mlflow"),
         "server",
@@ -240,11 +261,35 @@ def start_mlflow(stack: Stack, resources: ExitStack) -> None:
         str(stack.mlflow_port),
         "--workers",
         "2",
+        "--app-name",
+        "basic-auth",
     ]
     environment = os.environ | stack.s3_environment() | {"MLFLOW_DISABLE_TELEMETRY": "true"}
+    environment |= {
+        "MLFLOW_AUTH_CONFIG_PATH": str(auth_config),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "stack-session-key",
+    }
     process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=environment)
     resources.callback(_stop, process)
     wait_until(http_ok(f"{stack.mlflow_uri}/health"), process, "the MLflow server", log, 240)
+    with credentials(stack.as_admin()):
+        AuthServiceClient(stack.mlflow_uri).create_user("serving", SERVING_PASSWORD)
+
+
+@contextmanager
+def credentials(settings: dict[str, str]) -> Iterator[None]:
+    """MLflow's client in this process signs in with `settings` (it reads them from the environment), then not."""
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

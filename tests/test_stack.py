@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import install, render, run
-from .stack import Stack
+from .stack import Stack, credentials
 from .test_e2e import accepted, cli, edit_params, http, prepared_test_rows, serving, stages_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack, pytest.mark.xdist_group("stack")]
@@ -22,8 +22,9 @@ REQUESTS = 1000
 
 
 def tracked(stack: Stack, environment: dict[str, str]) -> dict[str, str]:
-    """How a team member's shell is set up: the shared server, the data source, the S3 keys (for DVC)."""
-    return environment | stack.s3_environment() | {"MLFLOW_TRACKING_URI": stack.mlflow_uri}
+    """How a team member's shell is set up: the shared server and its admin's credentials, the data source, the
+    S3 keys (for DVC)."""
+    return environment | stack.s3_environment() | {"MLFLOW_TRACKING_URI": stack.mlflow_uri} | stack.as_admin()
 
 
 def load_customers(root: Path, database_url: str) -> None:
@@ -43,7 +44,8 @@ def mlflow_client(stack: Stack):  # type: ignore[no-untyped-def]
 
 
 def champion(stack: Stack) -> str:
-    return str(mlflow_client(stack).get_model_version_by_alias("churn-model", "champion").version)
+    with credentials(stack.as_admin()):
+        return str(mlflow_client(stack).get_model_version_by_alias("churn-model", "champion").version)
 
 
 def test_a_team_project_on_the_shared_stack(tmp_path: Path, stack: Stack) -> None:
@@ -69,9 +71,11 @@ def test_a_team_project_on_the_shared_stack(tmp_path: Path, stack: Stack) -> Non
     assert {"extract", "train", "accept"} <= set(stages_run(output))
     assert accepted(root)["registry"]["champion"] == "1"
     assert not any((root / name).exists() for name in ("mlflow.db", "mlruns", "mlartifacts")), "wrote locally"
-    client = mlflow_client(stack)
-    experiment = client.get_experiment_by_name("churn-model")
-    runs = client.search_runs([experiment.experiment_id], max_results=500)
+    with credentials(stack.as_admin()):
+        client = mlflow_client(stack)
+        experiment = client.get_experiment_by_name("churn-model")
+        runs = client.search_runs([experiment.experiment_id], max_results=500)
+        version = client.get_model_version("churn-model", "1")
     train_runs = [r for r in runs if r.data.tags.get("mlflow.runName") == "train"]
     assert len(train_runs) == 1
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == train_runs[0].info.run_id]
@@ -80,7 +84,6 @@ def test_a_team_project_on_the_shared_stack(tmp_path: Path, stack: Stack) -> Non
     rows = stack.query("warehouse", "SELECT count(*) FROM customers")[0][0]
     assert rows == 3000
     assert int(train_runs[0].data.params["train_rows"]) > 1000
-    version = client.get_model_version("churn-model", "1")
     assert version.run_id == train_runs[0].info.run_id
     stored = stack.s3_keys("mlflow", f"artifacts/{experiment.experiment_id}/")
     assert any(key.endswith("/MLmodel") for key in stored), stored[:20]
@@ -104,8 +107,27 @@ def test_a_team_project_on_the_shared_stack(tmp_path: Path, stack: Stack) -> Non
         assert "champion is now v2 (was v1)" in cli(root, "promote", "2", env=env)
     assert champion(stack) == "2"
 
-    check_two_replicas_log_every_request_once_in_postgresql(root, env | {"SERVE_PREDICTION_LOG_URL": log_url}, stack)
+    check_only_credentials_change_the_registry(stack)
+    serving_env = env | stack.as_service() | {"SERVE_PREDICTION_LOG_URL": log_url}
+    check_two_replicas_log_every_request_once_in_postgresql(root, serving_env, stack)
     check_dvc_on_s3_round_trips(root, tmp_path / "clone", env, stack)
+
+
+def check_only_credentials_change_the_registry(stack: Stack) -> None:
+    """Anonymous clients cannot register a model or move an alias (nor read); the service's user reads only."""
+    from mlflow.exceptions import MlflowException
+
+    anonymous = {"MLFLOW_TRACKING_USERNAME": "", "MLFLOW_TRACKING_PASSWORD": ""}
+    for who, settings, refused in (("anonymous", anonymous, "401"), ("the service", stack.as_service(), "403")):
+        with credentials(settings):
+            client = mlflow_client(stack)
+            with pytest.raises(MlflowException, match=refused):
+                client.set_registered_model_alias("churn-model", "champion", "1")
+            with pytest.raises(MlflowException, match=refused):
+                client.create_registered_model(f"registered-by-{who.replace(' ', '-')}")
+    with credentials(stack.as_service()):
+        assert mlflow_client(stack).get_model_version_by_alias("churn-model", "champion").version == "2"
+    assert champion(stack) == "2"
 
 
 def check_two_replicas_log_every_request_once_in_postgresql(root: Path, env: dict[str, str], stack: Stack) -> None:
