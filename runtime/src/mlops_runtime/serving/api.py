@@ -60,6 +60,7 @@ class Health(BaseModel):
 class Ready(BaseModel):
     status: str
     model_version: str
+    prediction_log: str = Field(description="where log rows go: the database, or the local journal while it is down")
 
 
 class Reloaded(BaseModel):
@@ -72,6 +73,7 @@ MALFORMED = {"model": Problem, "description": "Malformed request"}
 TOO_LARGE = {"model": Problem, "description": "Body larger than SERVE_MAX_BODY_BYTES"}
 NOT_JSON = {"model": Problem, "description": "Body sent as a media type other than JSON"}
 INVALID = {"model": Problem, "description": "Input breaks the contract (field-level errors)"}
+UNAVAILABLE = {"model": Problem, "description": "The prediction log can take nothing now (Retry-After)"}
 
 
 # Declares the bearer scheme in the OpenAPI document for the routes that depend on it; the route checks the
@@ -94,8 +96,10 @@ def bearer_refusal(request: Request, token: str | None, setting: str, route: str
     return None
 
 
-def problem(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"detail": detail, "errors": errors or []})
+def problem(
+    status: int, detail: str, errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": detail, "errors": errors or []}, headers=headers)
 
 
 def invalid(errors: Sequence[Any], detail: str) -> JSONResponse:

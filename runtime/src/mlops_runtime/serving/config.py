@@ -25,6 +25,10 @@ class ServingConfig:
     max_records: int = 1000
     max_body_bytes: int = 1_000_000
     prediction_log_url: str = f"sqlite:///{Paths().prediction_log}"
+    # Where log rows wait while the log's database is down (None: beside a SQLite log, else ./prediction-journal),
+    # and how many it holds before predictions are refused (503): an answer is never given without its log row.
+    log_journal_dir: Path | None = None
+    log_journal_max_rows: int = 100_000
     reload_token: str | None = field(default=None, repr=False)
     # Labels train the next model (`monitor --retrain`): only a client holding this token may post them.
     feedback_token: str | None = field(default=None, repr=False)
@@ -48,6 +52,8 @@ class ServingConfig:
             max_records=_positive_int(environ, "SERVE_MAX_RECORDS", cls.max_records),
             max_body_bytes=_positive_int(environ, "SERVE_MAX_BODY_BYTES", cls.max_body_bytes),
             prediction_log_url=environ.get("SERVE_PREDICTION_LOG_URL", cls.prediction_log_url),
+            log_journal_dir=Path(environ["SERVE_LOG_JOURNAL_DIR"]) if environ.get("SERVE_LOG_JOURNAL_DIR") else None,
+            log_journal_max_rows=_positive_int(environ, "SERVE_LOG_JOURNAL_MAX_ROWS", cls.log_journal_max_rows),
             reload_token=environ.get("SERVE_RELOAD_TOKEN") or None,
             feedback_token=environ.get("SERVE_FEEDBACK_TOKEN") or None,
         )

@@ -1,8 +1,9 @@
 """The prediction log: every prediction and every piece of feedback, for monitoring.
 
-Requests only put encoded rows on an in-memory queue; one writer thread inserts them in batches
-through SQLAlchemy (SQLite in WAL mode by default, any SQLAlchemy URL such as PostgreSQL by
-configuration). `close()` drains the queue, so a clean shutdown loses nothing.
+A request is answered once its rows are committed: one writer thread commits everything queued
+at once (group commit) through SQLAlchemy (SQLite in WAL mode by default, any SQLAlchemy URL such
+as PostgreSQL by configuration); while that database is down, rows go to a local journal
+(journal.py) and back to the database when it returns.
 
 Privacy: fields the contract flags `pii: true` are dropped from every logged input, so personal
 data never reaches the log; `purge` (the CLI's `purge --older-than DAYS`) deletes what is past
@@ -18,9 +19,16 @@ import queue
 import threading
 import time
 from collections.abc import Collection
-from typing import Any
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+
+from .journal import Entry, Journal, JournalFullError, orphans, read_entries
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -186,63 +194,120 @@ def purge(url: str, before: float) -> dict[str, int]:
     return {"refusals": 0} | {table: result.rowcount for table, result in deleted.items()}
 
 
+class LogUnavailableError(Exception):
+    """Neither the log's database nor the local journal can take a row: the request must not be answered."""
+
+
+@dataclass(frozen=True)
+class LogHealth:
+    """Where log rows go now: the database, or the journal while the database is unreachable or refuses writes."""
+
+    spooled_rows: int
+    database_down_since: float | None  # epoch seconds; None while the database takes writes
+    journal_full: bool
+
+    def describe(self) -> str:
+        if self.database_down_since is None and not self.spooled_rows:
+            return "writing to its database"
+        state = f"{self.spooled_rows} rows spooled to the local journal"
+        if self.journal_full:
+            state += " (full: predictions are refused until the database is back)"
+        if self.database_down_since is not None:
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.database_down_since))
+            state += f"; the database refuses writes since {since} UTC"
+        return state
+
+
+@dataclass
+class _Write:
+    """Rows of one table to write, and the future their requests wait on (None: nobody waits)."""
+
+    table: sa.Table
+    rows: list[dict[str, Any]]
+    done: Future[None] | None = None
+
+
 class PredictionLog:
-    """Asynchronous, batched writes of prediction rows; synchronous feedback.
+    """Durable, group-committed writes of prediction rows; synchronous feedback.
+
+    `record(rows)` returns a future that completes once the rows are committed: in the log's database
+    (concurrent requests share one transaction: one writer thread takes everything queued at once), or,
+    while the database is unreachable or refuses writes, appended and fsync'd to the local journal
+    (journal.py), whose rows go to the database when it is back, each once. A request is answered only
+    after its future completes, so an answered prediction survives a crash of the service. When the
+    journal is full too, the future fails with LogUnavailableError and the request gets a 503.
+
+    On SQLite (WAL, synchronous=NORMAL) a commit survives the service's crash, not the machine's power
+    loss; PostgreSQL's commits survive both.
 
     `pii` names the input fields never to store (the contract's pii features).
     """
 
-    def __init__(self, url: str, batch_size: int = 2000, interval: float = 0.2, pii: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        url: str,
+        pii: Collection[str] = (),
+        journal_dir: Path | None = None,
+        journal_max_rows: int = 100_000,
+        retry_seconds: float = 2.0,
+    ) -> None:
         self.engine = make_engine(url)
         create_tables(self.engine)
         self.pii = frozenset(pii)
-        self.batch_size = batch_size
-        self.interval = interval  # seconds between writes under load: fewer, larger transactions
-        self.dropped = 0
+        self.retry_seconds = retry_seconds  # between attempts to write the journal back while the database is down
+        self.journal = Journal(journal_dir or default_journal_dir(url), journal_max_rows)
+        self.down_since: float | None = None
+        self._last_attempt = 0.0
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._pause = threading.Event()
         self._writer = threading.Thread(target=self._write_forever, name="prediction-log", daemon=True)
         self._writer.start()
 
-    def record(self, rows: list[dict[str, Any]]) -> None:
-        """Queue rows (request_id, created_at, model_version, input, output, latency_ms); never blocks.
+    def record(self, rows: list[dict[str, Any]]) -> Future[None]:
+        """Queue rows (request_id, created_at, model_version, input, output, latency_ms) for the next commit.
 
         Input and output are encoded here, a few microseconds a row: done in the writer, the
         same work came in bursts that held the GIL against the event loop, and showed as tail latency.
         The input's pii fields are dropped first: they never reach the queue or the database.
         """
         pii = self.pii
-        self._queue.put(
-            [
-                row
-                | {
-                    "input": json.dumps(without_pii(row["input"], pii) if pii else row["input"], default=iso_date),
-                    "output": json.dumps(row["output"]),
-                }
-                for row in rows
-            ]
-        )
+        encoded = [
+            row
+            | {
+                "input": json.dumps(without_pii(row["input"], pii) if pii else row["input"], default=iso_date),
+                "output": json.dumps(row["output"]),
+            }
+            for row in rows
+        ]
+        done: Future[None] = Future()
+        self._queue.put(_Write(predictions, encoded, done))
+        return done
 
     def record_refusal(self, reason: str, fields: list[str]) -> None:
         """Queue a refused request: its reason (contract, too_large, not_json) and each field at fault."""
-        self._queue.put((refusals, [{"created_at": time.time(), "reason": reason, "fields": ",".join(fields)}]))
+        self._queue.put(_Write(refusals, [{"created_at": time.time(), "reason": reason, "fields": ",".join(fields)}]))
+
+    def health(self) -> LogHealth:
+        full = self.journal.rows >= self.journal.max_rows
+        return LogHealth(self.journal.rows, self.down_since, full)
 
     def flush(self) -> None:
-        """Wait until everything queued so far is in the database."""
+        """Wait until everything queued so far is committed (to the database or the journal)."""
         done = threading.Event()
         self._queue.put(done)
-        self._pause.set()
         done.wait()
 
     def close(self) -> None:
         self._queue.put(_STOP)
-        self._pause.set()
         self._writer.join()
+        self.journal.close()
         self.engine.dispose()
 
     def add_feedback(self, request_id: str, label: Any) -> bool:
-        """Store the true label of a logged prediction; False when the request id is unknown."""
-        self.flush()
+        """Store the true label of a logged prediction; False when the request id is unknown.
+
+        Raises sqlalchemy's errors when the database is unreachable: a label is never spooled, the
+        client is told to retry.
+        """
         with self.engine.begin() as connection:
             known = connection.execute(
                 sa.select(predictions.c.request_id).where(predictions.c.request_id == request_id)
@@ -268,52 +333,121 @@ class PredictionLog:
             return int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
 
     def _write_forever(self) -> None:
-        pending: list[dict[str, Any]] = []
-        refused: list[dict[str, Any]] = []
-        waiting: list[threading.Event] = []
+        self._write_back()  # journals of processes that died before their database came back
         stop = False
         while not stop:
-            item = self._queue.get()
+            try:  # while rows wait in the journal, wake up to try the database again
+                item = self._queue.get(timeout=self.retry_seconds if self.journal.rows else None)
+            except queue.Empty:
+                self._write_back()
+                continue
+            writes: list[_Write] = []
+            waiting: list[threading.Event] = []
             while True:
                 if item is _STOP:
                     stop = True
                 elif isinstance(item, threading.Event):
                     waiting.append(item)
-                elif isinstance(item, tuple):
-                    refused.extend(item[1])
                 else:
-                    pending.extend(item)
-                if stop or len(pending) >= self.batch_size:
-                    break
+                    writes.append(item)
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            started = time.monotonic() if pending or refused else None
-            if pending:
-                self._insert(predictions, pending)
-                pending = []
-            if refused:
-                self._insert(refusals, refused)
-                refused = []
+            if writes:
+                self._commit(writes)
             for event in waiting:
                 event.set()
-            waiting = []
-            if started is not None and not stop:
-                # Let rows gather while requests are flowing; flush() and close() cut the wait short.
-                self._pause.wait(max(0.0, self.interval - (time.monotonic() - started)))
-                self._pause.clear()
+            if self.journal.rows and time.monotonic() - self._last_attempt >= self.retry_seconds:
+                self._write_back()
 
-    def _insert(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-        for attempt in range(3):
-            try:
-                with self.engine.begin() as connection:
+    def _commit(self, writes: list[_Write]) -> None:
+        """One transaction for every queued write; the journal while the database is down; then answer."""
+        failure: Exception | None = None
+        try:
+            if self.down_since is not None:  # down: straight to the journal, the database is retried on a timer
+                raise _DatabaseDownError
+            with self.engine.begin() as connection:
+                for table, rows in _by_table(writes).items():
                     connection.execute(table.insert(), rows)
-                return
-            except sa.exc.SQLAlchemyError:
-                logger.exception("prediction log write failed (attempt %d of 3)", attempt + 1)
-                time.sleep(0.2 * (attempt + 1))
-        self.dropped += len(rows)
+        except (sa.exc.SQLAlchemyError, _DatabaseDownError) as error:
+            if self.down_since is None:
+                logger.warning(
+                    "prediction log: the database refused a write, spooling to %s: %s", self.journal.folder, error
+                )
+                self.down_since = time.time()
+                self._last_attempt = time.monotonic()
+            try:
+                self.journal.append([Entry(w.table.name, row) for w in writes for row in w.rows])
+            except (JournalFullError, OSError) as full:
+                failure = LogUnavailableError(f"the prediction log's database and its journal refuse writes: {full}")
+        for write in writes:
+            if write.done is not None:
+                if failure is None:
+                    write.done.set_result(None)
+                else:
+                    write.done.set_exception(failure)
+
+    def _write_back(self) -> None:
+        """The journal's rows (this process's, and those of dead processes) into the database, each once."""
+        self._last_attempt = time.monotonic()
+        try:
+            if self.journal.rows:
+                insert_entries(self.engine, self.journal.entries())
+                self.journal.clear()
+            for path, _locked in orphans(self.journal.folder, self.journal.path):
+                insert_entries(self.engine, read_entries(path))
+                path.unlink()
+        except sa.exc.SQLAlchemyError:
+            return  # still down: the rows stay in the journal
+        if self.down_since is not None:
+            logger.warning("prediction log: the database takes writes again; the journal is written back")
+        self.down_since = None
+
+
+class _DatabaseDownError(Exception):
+    """The database refused the last write: rows go to the journal until a write-back succeeds."""
+
+
+def _by_table(writes: list[_Write]) -> dict[sa.Table, list[dict[str, Any]]]:
+    grouped: dict[sa.Table, list[dict[str, Any]]] = {}
+    for write in writes:
+        grouped.setdefault(write.table, []).extend(write.rows)
+    return grouped
+
+
+def insert_entries(engine: sa.Engine, entries: list[Entry]) -> None:
+    """Journal entries into their tables in one transaction; a prediction already there is skipped (a write-back
+    cut short by a crash is done again, and no request is logged twice)."""
+    tables = {table.name: table for table in (predictions, refusals)}
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        grouped.setdefault(entry.table, []).append(entry.row)
+    with engine.begin() as connection:
+        for name, rows in grouped.items():
+            connection.execute(insert_ignoring_duplicates(engine, tables[name]), rows)
+
+
+def insert_ignoring_duplicates(engine: sa.Engine, table: sa.Table) -> Any:
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table).on_conflict_do_nothing()
+    if engine.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+    return table.insert().prefix_with("IGNORE")  # MySQL and MariaDB
+
+
+def default_journal_dir(url: str) -> Path:
+    """Beside a SQLite log's file; else the folder the service runs in (SERVE_LOG_JOURNAL_DIR moves it)."""
+    from pathlib import Path
+
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return Path(parsed.database).parent / "prediction-journal"
+    return Path("prediction-journal")
 
 
 def iso_date(value: Any) -> str:

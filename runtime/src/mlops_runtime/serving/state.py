@@ -33,13 +33,19 @@ class ServiceState:
     def __post_init__(self) -> None:
         self.batcher = MicroBatcher(self.predict_rows, max_rows=max(self.config.max_records, 256))
         self.metrics.model_loaded(self.model)
+        self.metrics.watch_log(self.log)
 
     @classmethod
     def start(cls, config: ServingConfig, contract: Contract, task: str, registered_model: str) -> ServiceState:
         """Load the model and open the log: a model that cannot load stops the start, with its reason."""
         model = load_model(config, task, registered_model).for_requests(contract)
         metrics = ServiceMetrics(task, contract)
-        log = PredictionLog(config.prediction_log_url, pii=contract.pii_features)  # pii fields are never logged
+        log = PredictionLog(  # pii fields are never logged
+            config.prediction_log_url,
+            pii=contract.pii_features,
+            journal_dir=config.log_journal_dir,
+            journal_max_rows=config.log_journal_max_rows,
+        )
         return cls(config, contract, task, registered_model, model, log, metrics)
 
     def predict_rows(self, rows: list[dict[str, Any]]) -> tuple[LoadedModel, list[dict[str, Any]]]:

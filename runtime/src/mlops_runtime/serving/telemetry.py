@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from ..schema import Contract
     from .loader import LoadedModel
+    from .predlog import PredictionLog
 
 KNOWN_PATHS = frozenset({"/predict", "/feedback", "/health", "/ready", "/model", "/metrics", "/reload"})
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -54,6 +55,19 @@ class ServiceMetrics:
             ["version"],
             registry=self.registry,
         )
+
+    def watch_log(self, log: PredictionLog) -> None:
+        """Gauges of the prediction log, read at each scrape: rows waiting in the journal, database refusing writes."""
+        Gauge(
+            "prediction_log_spooled_rows",
+            "Log rows in the local journal, waiting for the log's database",
+            registry=self.registry,
+        ).set_function(lambda: log.health().spooled_rows)
+        Gauge(
+            "prediction_log_database_down",
+            "1 while the log's database refuses writes (rows go to the local journal)",
+            registry=self.registry,
+        ).set_function(lambda: float(log.health().database_down_since is not None))
 
     def request(self, path: str, status: int) -> None:
         self.requests.labels(path if path in KNOWN_PATHS else "other", str(status)).inc()

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import ConfigDict, Field, TypeAdapter, create_model
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..api import (
     BEARER,
@@ -62,6 +64,7 @@ def router(target: Column, config: ServingConfig) -> APIRouter:
             413: TOO_LARGE,
             415: NOT_JSON,
             422: INVALID,
+            503: {"model": Problem, "description": "The prediction log's database is unreachable (Retry-After)"},
         },
         openapi_extra=json_body(model.model_json_schema()),
     )
@@ -75,7 +78,13 @@ def router(target: Column, config: ServingConfig) -> APIRouter:
             item = await json_payload(request, body, config.max_body_bytes)
         except RequestRefusedError as refusal:
             return refusal.response
-        if not state.log.add_feedback(item.request_id, item.label):
+        try:
+            stored = await run_in_threadpool(state.log.add_feedback, item.request_id, item.label)
+        except SQLAlchemyError:
+            return problem(
+                503, "the prediction log's database is unreachable: retry later", headers={"retry-after": "5"}
+            )
+        if not stored:
             return problem(404, f"no prediction with request id {item.request_id!r}")
         return JSONResponse({"request_id": item.request_id, "stored": True}, status_code=201)
 

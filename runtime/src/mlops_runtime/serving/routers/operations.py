@@ -27,11 +27,14 @@ def router(record: type[BaseModel]) -> APIRouter:
 
     @routes.get("/ready", response_model=Ready, responses={503: {"model": Problem}})
     async def ready(request: Request) -> Any:
-        """Ready when a model is loaded."""
+        """Ready when a model is loaded and the prediction log takes rows (its database, or the local journal)."""
         service = getattr(request.app.state, "service", None)
         if service is None:
             return problem(503, "no model loaded")
-        return {"status": "ready", "model_version": service.model.version}
+        log = service.log.health()
+        if log.journal_full:
+            return problem(503, f"the prediction log takes nothing: {log.describe()}")
+        return {"status": "ready", "model_version": service.model.version, "prediction_log": log.describe()}
 
     @routes.get("/model", response_model=ModelInfo)
     async def model_info(state: State) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -14,13 +15,16 @@ from ..api import (
     MALFORMED,
     NOT_JSON,
     TOO_LARGE,
+    UNAVAILABLE,
     OneOrMany,
     PredictResponse,
     RequestRefusedError,
     invalid,
     json_body,
     json_payload,
+    problem,
 )
+from ..predlog import LogUnavailableError
 from ..state import service
 
 if TYPE_CHECKING:
@@ -53,7 +57,7 @@ def router(record: type[BaseModel], config: ServingConfig) -> APIRouter:
     @routes.post(
         "/predict",
         response_model=PredictResponse,
-        responses={400: MALFORMED, 413: TOO_LARGE, 415: NOT_JSON, 422: INVALID},
+        responses={400: MALFORMED, 413: TOO_LARGE, 415: NOT_JSON, 422: INVALID, 503: UNAVAILABLE},
         openapi_extra=json_body(request_schema(record, config.max_records)),
     )
     async def predict(request: Request) -> Response:
@@ -74,7 +78,7 @@ def router(record: type[BaseModel], config: ServingConfig) -> APIRouter:
         latency = time.perf_counter() - started
         now = time.time()
         ids = [uuid.uuid4().hex for _ in rows]
-        state.log.record(
+        logged = state.log.record(
             [
                 {
                     "request_id": request_id,
@@ -87,6 +91,10 @@ def router(record: type[BaseModel], config: ServingConfig) -> APIRouter:
                 for request_id, row, answer in zip(ids, rows, answers, strict=True)
             ]
         )
+        try:  # answered only once logged: a crash after this loses no answered prediction
+            await asyncio.wrap_future(logged)
+        except LogUnavailableError as error:
+            return problem(503, f"not answered: {error}; retry later", headers={"retry-after": "5"})
         state.metrics.predicted(answers, latency)
         predictions = [answer | {"request_id": request_id} for request_id, answer in zip(ids, answers, strict=True)]
         return JSONResponse({"model": loaded.name, "model_version": loaded.version, "predictions": predictions})
