@@ -100,6 +100,14 @@ class Stack:
     s3_port: int = 0
     mlflow_port: int = 0
     _databases: set[str] = field(default_factory=set)
+    _pg_ctl: list[str] = field(default_factory=list)  # pg_ctl, as the cluster's owner, for this cluster
+
+    def stop_postgres(self) -> None:
+        """An outage: PostgreSQL stops at once (connections cut, as in a crash); start_postgres() brings it back."""
+        subprocess.run([*self._pg_ctl, "-m", "immediate", "stop"], capture_output=True, check=True)
+
+    def start_postgres(self) -> None:
+        subprocess.run([*self._pg_ctl, "-w", "start"], capture_output=True, check=True)
 
     @property
     def s3_endpoint(self) -> str:
@@ -188,8 +196,8 @@ def start_postgres(stack: Stack, resources: ExitStack) -> None:
         pytest.fail(f"initdb failed:\n{init.stdout}{init.stderr}")
     stack.postgres_port = free_port()
     options = f"-p {stack.postgres_port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-    start = [*as_owner, str(binaries / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"]
-    started = subprocess.run(start, capture_output=True, text=True, check=False)
+    stack._pg_ctl = [*as_owner, str(binaries / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options]
+    started = subprocess.run([*stack._pg_ctl, "-w", "start"], capture_output=True, text=True, check=False)
     if started.returncode != 0:
         tail = log.read_text()[-3000:] if log.exists() else ""
         pytest.fail(f"PostgreSQL did not start:\n{started.stdout}{started.stderr}\n{tail}")

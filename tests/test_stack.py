@@ -6,6 +6,9 @@ whose two service replicas write one prediction log in PostgreSQL that the monit
 from __future__ import annotations
 
 import json
+import re
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
@@ -137,36 +140,84 @@ def check_only_credentials_change_the_registry(stack: Stack) -> None:
 
 
 def check_two_replicas_log_every_request_once_in_postgresql(root: Path, env: dict[str, str], stack: Stack) -> None:
-    """Two separate service processes, the champion from the server, one log; the monitoring job reads it."""
+    """Two separate service processes, the champion from the server, one log in PostgreSQL, which stops for 30 s
+    under load: every request is answered, spooled to each replica's journal and written back when PostgreSQL
+    returns, each once. The monitoring job then reads the log."""
     rows = prepared_test_rows(root)
-    replica = env | {"SERVE_MODEL_SOURCE": "registry"}
+    replica = env | {"SERVE_MODEL_SOURCE": "registry", "SERVE_LOG_JOURNAL_DIR": str(root / "journal")}
     with ExitStack() as replicas:
         bases = [replicas.enter_context(serving(root, free, **replica)) for free in (free_port(), free_port())]
         for base in bases:
             status, info = http("GET", f"{base}/model")
             assert status == 200
             assert (info["source"], info["version"]) == ("registry", "2")
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            answers = list(
-                pool.map(lambda i: http("POST", f"{bases[i % 2]}/predict", rows[i % len(rows)]), range(REQUESTS))
-            )
-    assert [status for status, _ in answers].count(200) == REQUESTS
+        answers = load_through_an_outage(bases, rows, stack)
+        for base in bases:
+            wait_for_the_log_to_be_written_back(base)
+    assert [status for status, _ in answers].count(200) == len(answers)
     request_ids = {answer["predictions"][0]["request_id"] for _, answer in answers}  # type: ignore[index]
-    assert len(request_ids) == REQUESTS
+    assert len(request_ids) == len(answers) > REQUESTS
     logged = stack.query("predictions", "SELECT count(*), count(DISTINCT request_id) FROM predictions")[0]
-    assert logged == (REQUESTS, REQUESTS)
+    assert logged == (len(answers), len(answers))
     assert {row[0] for row in stack.query("predictions", "SELECT request_id FROM predictions")} == request_ids
+    assert not list((root / "journal").glob("*.jsonl")) or all(
+        path.stat().st_size == 0 for path in (root / "journal").glob("*.jsonl")
+    )
 
     completed = run(["uv", "run", "--frozen", "churn_model", "monitor"], root, check=False, env=env)
     assert completed.returncode in (0, 3), completed.stdout + completed.stderr
     last_run = json.loads((root / "reports" / "monitoring" / "last_run.json").read_text())
     summary = json.loads((root / last_run["report"] / "summary.json").read_text())
-    assert summary["window"]["rows"] == REQUESTS
+    assert summary["window"]["rows"] == len(answers)
     assert summary["window"]["corrupt_rows"] == 0
     assert list(summary["versions"]) == ["2"]
     version_checks = summary["versions"]["2"]["checks"]
     assert not any(check["check"] == "profile" for check in version_checks), version_checks  # fetched via the server
     assert sum(check["status"] != "n/a" for check in version_checks) > 3, version_checks
+
+
+OUTAGE_SECONDS = 30
+
+
+def load_through_an_outage(bases: list[str], rows: list[dict[str, object]], stack: Stack) -> list[tuple[int, object]]:
+    """8 connections over both replicas; PostgreSQL stops for OUTAGE_SECONDS in the middle. While it is down, each
+    replica says so (/ready, and the spooled-rows gauge of /metrics)."""
+    answers: list[tuple[int, object]] = []
+    stop = threading.Event()
+
+    def client(number: int) -> None:
+        sent = 0
+        while not stop.is_set() or sent < REQUESTS // 8:
+            answers.append(http("POST", f"{bases[number % 2]}/predict", rows[(number + sent * 8) % len(rows)]))
+            sent += 1
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        clients = [pool.submit(client, number) for number in range(8)]
+        time.sleep(3)
+        stack.stop_postgres()
+        try:
+            time.sleep(OUTAGE_SECONDS)
+            for base in bases:
+                ready = http("GET", f"{base}/ready")[1]
+                assert "spooled to the local journal" in ready["prediction_log"], ready  # type: ignore[index]
+                spooled = re.search(
+                    r"^prediction_log_spooled_rows (\S+)$", str(http("GET", f"{base}/metrics")[1]), re.M
+                )
+                assert spooled and float(spooled.group(1)) > 0, "the spooled-rows gauge shows nothing"
+        finally:
+            stack.start_postgres()
+        time.sleep(3)
+        stop.set()
+        for running in clients:
+            running.result()
+    return answers
+
+
+def wait_for_the_log_to_be_written_back(base: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while (state := http("GET", f"{base}/ready")[1]["prediction_log"]) != "writing to its database":  # type: ignore[index]
+        assert time.monotonic() < deadline, f"the journal was not written back: {state}"
+        time.sleep(0.5)
 
 
 def check_dvc_on_s3_round_trips(root: Path, clone: Path, env: dict[str, str], stack: Stack) -> None:
