@@ -200,10 +200,10 @@ def load_through_an_outage(bases: list[str], rows: list[dict[str, object]], stac
             for base in bases:
                 ready = http("GET", f"{base}/ready")[1]
                 assert "spooled to the local journal" in ready["prediction_log"], ready  # type: ignore[index]
-                spooled = re.search(
-                    r"^prediction_log_spooled_rows (\S+)$", str(http("GET", f"{base}/metrics")[1]), re.M
-                )
-                assert spooled and float(spooled.group(1)) > 0, "the spooled-rows gauge shows nothing"
+                exposition = str(http("GET", f"{base}/metrics")[1])
+                spooled = re.search(r"^prediction_log_spooled_rows (\S+)$", exposition, re.M)
+                assert spooled, "no spooled-rows gauge"
+                assert float(spooled.group(1)) > 0, "the spooled-rows gauge shows nothing"
         finally:
             stack.start_postgres()
         time.sleep(3)
