@@ -75,7 +75,8 @@ def make_engine(url: str) -> sa.Engine:
             # WAL: readers (monitoring) never block the writer; several workers can share the file.
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=10000")
+            # A write waits this long for a lock held elsewhere (another worker, purge), then goes to the journal.
+            cursor.execute("PRAGMA busy_timeout=2000")
             cursor.close()
 
     return engine
