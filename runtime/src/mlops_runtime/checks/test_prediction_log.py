@@ -105,13 +105,14 @@ def test_the_journal_of_a_process_that_died_is_written_back_once(config: Serving
     journal = tmp_path / "journal"
     journal.mkdir()
     row = {"created_at": 1.0, "model_version": "1", "input": "{}", "output": "{}", "latency_ms": 1.0}
-    entries = [{"table": "predictions", "row": row | {"request_id": f"{number:032x}"}} for number in range(3)]
+    rows = [row | {"request_id": f"{number:032x}"} for number in range(3)]
+    entries = [{"table": "predictions", "row": logged} for logged in rows]
     dead = journal / "journal-999999-deadbeef.jsonl"
     dead.write_text("".join(json.dumps(entry) + "\n" for entry in entries) + '{"table": "predictions", "ro')
     engine = make_engine(config.prediction_log_url)
     create_tables(engine)
     with engine.begin() as connection:  # the first one was written before the crash
-        connection.execute(predictions.insert(), [entries[0]["row"]])
+        connection.execute(predictions.insert(), [rows[0]])
     engine.dispose()
 
     log = PredictionLog(config.prediction_log_url, journal_dir=journal)
