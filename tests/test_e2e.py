@@ -602,8 +602,77 @@ def test_concurrent_load_leaves_exactly_one_log_row_per_prediction(trained_sampl
         assert connection.execute("SELECT count(DISTINCT request_id) FROM predictions").fetchone()[0] == requests
 
 
-SHIFTED = ("age", "tenure_months", "monthly_spend")
 FEEDBACK_TOKEN = "l4bels"
+KILLS = 3  # rounds of load, each ended by SIGKILL at a random moment (seeded)
+
+
+@SHARED
+def test_a_killed_service_loses_no_answered_prediction_or_stored_label(trained_sample: Path, tmp_path: Path) -> None:
+    """Durable before answered: under load at 8 connections the service is killed (SIGKILL) at a random moment,
+    three times over one log. Every prediction answered 200 and every label answered 201 is in the log, once."""
+    root, rng = trained_sample, random.Random(20261207)
+    rows = prepared_test_rows(root)
+    log = tmp_path / "killed.db"
+    settings = {
+        "SERVE_PREDICTION_LOG_URL": f"sqlite:///{log}",
+        "SERVE_LOG_JOURNAL_DIR": str(tmp_path / "journal"),
+        "SERVE_FEEDBACK_TOKEN": FEEDBACK_TOKEN,
+    }
+    predicted: list[str] = []
+    labelled: list[str] = []
+    for _ in range(KILLS):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        command = [str(root / ".venv" / "bin" / "churn_model"), "serve", "--port", str(port)]  # no uv between
+        server = subprocess.Popen(command, cwd=root, env=project_env() | settings, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while http("GET", f"{base}/ready")[0] != 200:
+            assert server.poll() is None, "the server stopped while starting"
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.2)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            clients = [pool.submit(send_until_refused, base, rows, number) for number in range(8)]
+            time.sleep(rng.uniform(1.0, 5.0))
+            server.send_signal(signal.SIGKILL)
+            server.wait(timeout=60)
+            for client in clients:
+                answered, stored = client.result()
+                predicted += answered
+                labelled += stored
+    assert len(predicted) > 100
+    assert labelled
+    with sqlite3.connect(log) as connection:
+        logged = [row[0] for row in connection.execute("SELECT request_id FROM predictions")]
+        labels = [row[0] for row in connection.execute("SELECT request_id FROM feedback")]
+    assert len(logged) == len(set(logged)), "a prediction is logged twice"
+    assert set(predicted) <= set(logged), f"{len(set(predicted) - set(logged))} answered predictions are not logged"
+    assert len(labels) == len(set(labels)), "a label is stored twice"
+    assert set(labelled) <= set(labels), f"{len(set(labelled) - set(labels))} labels answered 201 are not stored"
+
+
+def send_until_refused(base: str, rows: list[dict[str, object]], number: int) -> tuple[list[str], list[str]]:
+    """POST /predict until the server is gone, and the label of every fifth answer: what was answered 200 and 201."""
+    predicted: list[str] = []
+    labelled: list[str] = []
+    token = {"authorization": f"Bearer {FEEDBACK_TOKEN}"}
+    for sent in range(10**6):
+        try:
+            status, answer = http("POST", f"{base}/predict", rows[(number + 8 * sent) % len(rows)])
+            if status != 200:
+                break
+            request_id = answer["predictions"][0]["request_id"]  # type: ignore[index]
+            predicted.append(request_id)
+            if sent % 5 == 0:
+                label = {"request_id": request_id, "label": 1}
+                if http("POST", f"{base}/feedback", label, headers=token)[0] != 201:
+                    break
+                labelled.append(request_id)
+        except Exception:  # the server died mid-answer (a cut connection, a partial body)
+            break
+    return predicted, labelled
+
+
+SHIFTED = ("age", "tenure_months", "monthly_spend")
 
 
 def shifted_traffic(root: Path, url: str, rows: int, labelled: float, seed: int) -> None:
