@@ -11,6 +11,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -271,6 +272,43 @@ def test_registry_champion_challenger_promote_and_rollback(tmp_path: Path) -> No
     failed = run(["uv", "run", "--frozen", "churn_model", "promote", "7"], root, check=False)
     assert failed.returncode == 1
     assert "has no version 7" in failed.stderr
+    check_reloads_under_load_fail_no_request(root)
+
+
+def check_reloads_under_load_fail_no_request(root: Path) -> None:
+    """/reload, `promote` then /reload and `rollback` then /reload while 8 connections predict: every request is
+    answered 200, by the version its answer names, which is the version its log row names."""
+    rows = prepared_test_rows(root)
+    reload = {"authorization": "Bearer s3cret"}
+    settings = {"SERVE_RELOAD_TOKEN": "s3cret", "SERVE_PREDICTION_LOG_URL": "sqlite:///reloads.db"}
+    stop = threading.Event()
+
+    def client(number: int) -> list[tuple[int, object]]:
+        answers = []
+        while not stop.is_set():
+            answers.append(http("POST", f"{base}/predict", rows[(number + 8 * len(answers)) % len(rows)]))
+        return answers
+
+    with serving(root, free_port(), **settings) as base, ThreadPoolExecutor(max_workers=8) as pool:
+        clients = [pool.submit(client, number) for number in range(8)]
+        versions = []
+        for change in ((), ("promote", "2"), ("rollback",)):
+            time.sleep(1)
+            if change:
+                cli(root, *change)
+            status, reloaded = http("POST", f"{base}/reload", headers=reload)
+            assert status == 200, reloaded
+            versions.append(reloaded["version"])  # type: ignore[index]
+        time.sleep(1)
+        stop.set()
+        answers = [answer for running in clients for answer in running.result()]
+    assert versions == ["1", "2", "1"]
+    assert {status for status, _ in answers} == {200}
+    answered = {a["predictions"][0]["request_id"]: a["model_version"] for _, a in answers}  # type: ignore[index]
+    assert set(answered.values()) == {"1", "2"}
+    with sqlite3.connect(root / "reloads.db") as connection:
+        logged = dict(connection.execute("SELECT request_id, model_version FROM predictions").fetchall())
+    assert {request_id: logged.get(request_id) for request_id in answered} == answered
 
 
 @SHARED
