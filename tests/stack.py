@@ -155,16 +155,19 @@ class Stack:
             "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,
         }
 
-    def s3_keys(self, bucket: str, prefix: str = "") -> list[str]:
+    def s3_client(self):  # type: ignore[no-untyped-def]
         import boto3
 
-        client = boto3.client(
+        return boto3.client(
             "s3",
             endpoint_url=self.s3_endpoint,
             aws_access_key_id=ACCESS_KEY,
             aws_secret_access_key=SECRET_KEY,
             region_name="us-east-1",
         )
+
+    def s3_keys(self, bucket: str, prefix: str = "") -> list[str]:
+        client = self.s3_client()
         keys: list[str] = []
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             keys.extend(item["Key"] for item in page.get("Contents", []))

@@ -527,21 +527,24 @@ def http(method: str, url: str, body: object = None, headers: dict[str, str] | N
 
 @contextmanager
 def serving(root: Path, port: int, workers: int = 1, **environment: str) -> Iterator[str]:
-    """The project's real server on 127.0.0.1, stopped cleanly (SIGINT) on exit."""
+    """The project's real server on 127.0.0.1, stopped cleanly (SIGINT) on exit. What it prints goes to
+    serve-<port>.log beside the project (what an operator's log collector would keep)."""
     env = project_env() | environment
-    server = subprocess.Popen(
-        ["uv", "run", "--frozen", "churn_model", "serve", "--port", str(port), "--workers", str(workers)],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    printed = root.parent / f"serve-{port}.log"
+    with printed.open("w") as output:
+        server = subprocess.Popen(
+            ["uv", "run", "--frozen", "churn_model", "serve", "--port", str(port), "--workers", str(workers)],
+            cwd=root,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
         while http("GET", f"{base}/ready")[0] != 200:
-            assert server.poll() is None, server.stdout.read()  # type: ignore[union-attr]
+            assert server.poll() is None, printed.read_text()
             assert time.monotonic() < deadline, "the server did not become ready"
             time.sleep(0.2)
         yield base

@@ -501,7 +501,7 @@ def test_the_stack_creates_every_database_and_bucket_it_uses(rendered: tuple[Pat
     assert wanted <= buckets, f"nothing creates the buckets {wanted - buckets}"
     endpoint = stack["services"]["mlflow"]["environment"]["MLFLOW_S3_ENDPOINT_URL"]
     host, port = endpoint.removeprefix("http://").split(":")
-    assert f"{port}:{port}" in stack["services"][host]["ports"]
+    assert f"127.0.0.1:{port}:{port}" in stack["services"][host]["ports"]
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,15 @@ from pathlib import Path
 import pytest
 
 from .conftest import install, render, run
-from .stack import Stack, credentials
+from .stack import ADMIN_PASSWORD, PASSWORD, SECRET_KEY, SERVING_PASSWORD, Stack, credentials
 from .test_e2e import accepted, cli, edit_params, http, prepared_test_rows, serving, stages_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack, pytest.mark.xdist_group("stack")]
 
 REQUESTS = 1000
+RELOAD_TOKEN, FEEDBACK_TOKEN = "stack-reload-token", "stack-feedback-token"
+# Every secret the environment holds: none may appear in what the project writes or prints.
+SECRETS = (PASSWORD, SECRET_KEY, ADMIN_PASSWORD, SERVING_PASSWORD, RELOAD_TOKEN, FEEDBACK_TOKEN)
 
 
 def tracked(stack: Stack, environment: dict[str, str]) -> dict[str, str]:
@@ -70,7 +73,9 @@ def test_a_team_project_on_the_shared_stack(tmp_path: Path, stack: Stack) -> Non
     edit_params(root, {"train.tuning.n_trials": 3})
 
     # dvc repro against the server: the sql source reads PostgreSQL; runs, trials, model and registry on the server.
-    output = run(["uv", "run", "--frozen", "dvc", "repro"], root, env=env).stdout
+    repro = run(["uv", "run", "--frozen", "dvc", "repro"], root, env=env)
+    printed = [repro.stdout + repro.stderr]
+    output = repro.stdout
     assert {"extract", "train", "accept"} <= set(stages_run(output))
     assert accepted(root)["registry"]["champion"] == "1"
     assert not any((root / name).exists() for name in ("mlflow.db", "mlruns", "mlartifacts")), "wrote locally"
@@ -95,7 +100,9 @@ def test_a_team_project_on_the_shared_stack(tmp_path: Path, stack: Stack) -> Non
 
     # A changed params key: a second version on the server; promote and rollback there.
     edit_params(root, {"train.tuning.n_trials": 4})
-    output = run(["uv", "run", "--frozen", "dvc", "repro"], root, env=env).stdout
+    repro = run(["uv", "run", "--frozen", "dvc", "repro"], root, env=env)
+    printed.append(repro.stdout + repro.stderr)
+    output = repro.stdout
     assert "train" in stages_run(output)
     registry = accepted(root)["registry"]
     assert registry["version"] == "2"
@@ -112,8 +119,10 @@ def test_a_team_project_on_the_shared_stack(tmp_path: Path, stack: Stack) -> Non
 
     check_only_credentials_change_the_registry(stack)
     serving_env = env | stack.as_service() | {"SERVE_PREDICTION_LOG_URL": log_url}
-    check_two_replicas_log_every_request_once_in_postgresql(root, serving_env, stack)
+    serving_env |= {"SERVE_RELOAD_TOKEN": RELOAD_TOKEN, "SERVE_FEEDBACK_TOKEN": FEEDBACK_TOKEN}
+    printed.append(check_two_replicas_log_every_request_once_in_postgresql(root, serving_env, stack))
     check_dvc_on_s3_round_trips(root, tmp_path / "clone", env, stack)
+    check_no_secret_in_what_the_project_wrote(tmp_path, printed, stack)
 
 
 def check_only_credentials_change_the_registry(stack: Stack) -> None:
@@ -139,10 +148,10 @@ def check_only_credentials_change_the_registry(stack: Stack) -> None:
     assert champion(stack) == "2"
 
 
-def check_two_replicas_log_every_request_once_in_postgresql(root: Path, env: dict[str, str], stack: Stack) -> None:
+def check_two_replicas_log_every_request_once_in_postgresql(root: Path, env: dict[str, str], stack: Stack) -> str:
     """Two separate service processes, the champion from the server, one log in PostgreSQL, which stops for 30 s
     under load: every request is answered, spooled to each replica's journal and written back when PostgreSQL
-    returns, each once. The monitoring job then reads the log."""
+    returns, each once. The monitoring job then reads the log; what it printed is returned."""
     rows = prepared_test_rows(root)
     replica = env | {"SERVE_MODEL_SOURCE": "registry", "SERVE_LOG_JOURNAL_DIR": str(root / "journal")}
     with ExitStack() as replicas:
@@ -164,7 +173,9 @@ def check_two_replicas_log_every_request_once_in_postgresql(root: Path, env: dic
         path.stat().st_size == 0 for path in (root / "journal").glob("*.jsonl")
     )
 
-    completed = run(["uv", "run", "--frozen", "churn_model", "monitor"], root, check=False, env=env)
+    # The monitoring job records its run in MLflow: it runs as the pipeline does, not as the service.
+    monitoring = env | stack.as_admin()
+    completed = run(["uv", "run", "--frozen", "churn_model", "monitor"], root, check=False, env=monitoring)
     assert completed.returncode in (0, 3), completed.stdout + completed.stderr
     last_run = json.loads((root / "reports" / "monitoring" / "last_run.json").read_text())
     summary = json.loads((root / last_run["report"] / "summary.json").read_text())
@@ -174,6 +185,32 @@ def check_two_replicas_log_every_request_once_in_postgresql(root: Path, env: dic
     version_checks = summary["versions"]["2"]["checks"]
     assert not any(check["check"] == "profile" for check in version_checks), version_checks  # fetched via the server
     assert sum(check["status"] != "n/a" for check in version_checks) > 3, version_checks
+    return completed.stdout + completed.stderr
+
+
+def check_no_secret_in_what_the_project_wrote(folder: Path, printed: list[str], stack: Stack) -> None:
+    """With every secret in the environment (database and S3 passwords, MLflow credentials, service tokens), none is
+    in a file the pipeline, the services (serve-*.log: what they printed) or the monitoring job wrote (outside the
+    installed environments and git's objects), in what they printed, or in an MLflow param, tag or artifact."""
+    found = [f"printed: {secret}" for text in printed for secret in SECRETS if secret in text]
+    files = [path for path in folder.rglob("*") if path.is_file() and not {".venv", ".git"} & set(path.parts)]
+    assert any(path.name.startswith("serve-") for path in files), "no service log to look in"
+    for path in files:
+        data = path.read_bytes()
+        found += [f"{path.relative_to(folder)}: {secret}" for secret in SECRETS if secret.encode() in data]
+    with credentials(stack.as_admin()):
+        client = mlflow_client(stack)
+        experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+        for found_run in client.search_runs(experiments, max_results=1000):
+            text = json.dumps([found_run.data.params, found_run.data.tags])
+            found += [f"run {found_run.info.run_id}: {secret}" for secret in SECRETS if secret in text]
+        for version in client.search_model_versions("name = 'churn-model'"):
+            found += [f"version {version.version} tags: {secret}" for secret in SECRETS if secret in str(version.tags)]
+    s3 = stack.s3_client()
+    for key in stack.s3_keys("mlflow", "artifacts/"):
+        data = s3.get_object(Bucket="mlflow", Key=key)["Body"].read()
+        found += [f"s3://mlflow/{key}: {secret}" for secret in SECRETS if secret.encode() in data]
+    assert not found, found
 
 
 OUTAGE_SECONDS = 30

@@ -62,9 +62,11 @@ def project_app(package: str) -> typer.Typer:
     """The command line of the project whose import name is `package`; its own metrics (`<package>.metrics`,
     if it has one) are registered first, so that params.yaml may name them."""
     from .metrics import register_project_metrics
+    from .secrets import mask_log_records
 
     _Project.package = package
     register_project_metrics(package)
+    mask_log_records()
     return app
 
 
@@ -86,12 +88,13 @@ def run_stage(name: str) -> dict[str, object]:
     from .errors import StageError
     from .params import load_params
     from .paths import Paths
+    from .secrets import mask
 
     stage = project_module(f"pipeline.{name}")
     try:
         result: dict[str, object] = stage.run(load_params(), Paths())
     except StageError as error:
-        typer.secho(f"{name} failed: {error}", err=True, fg=typer.colors.RED)
+        typer.secho(f"{name} failed: {mask(str(error))}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
     typer.echo(summary_line(name, result))
     return result
@@ -161,11 +164,12 @@ def _registered_model() -> str:
 
 def _user_errors_exit_1(action: Callable[[], None]) -> None:
     from .errors import StageError
+    from .secrets import mask
 
     try:
         action()
     except StageError as error:
-        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        typer.secho(f"error: {mask(str(error))}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .errors import StageError
 from .metrics import HIGHER_IS_BETTER
 from .objective import make_objective
+from .secrets import shown_url
 
 if TYPE_CHECKING:
     import optuna
@@ -105,19 +106,6 @@ def normalise_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url.removeprefix(prefix)
     return url
-
-
-def shown_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    if url.startswith(JOURNAL_SCHEME):
-        return url
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url.rpartition("@")[2]
 
 
 def open_storage(url: str | None, create_tables: bool = True) -> optuna.storages.BaseStorage:

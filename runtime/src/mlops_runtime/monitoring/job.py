@@ -19,6 +19,7 @@ from ..errors import StageError
 from ..files import read_json, write_json
 from ..metrics import is_classification
 from ..schema import load_contract
+from ..secrets import shown_url
 from . import checks
 from .window import monitored, read_window
 
@@ -87,7 +88,7 @@ def run(
     summary: dict[str, Any] = {
         "status": checks.worst(statuses),
         "window": {"start": _iso(start), "end": _iso(end), "rows": len(window.served), "corrupt_rows": window.corrupt},
-        "log": _redacted(log_url),
+        "log": shown_url(log_url),
         "checks": window_checks,
         "versions": versions,
         "created_at": _iso(time.time()),
@@ -314,16 +315,6 @@ def _post_webhook(summary: dict[str, Any]) -> None:
             summary["webhook"] = "sent"
     except (urllib.error.URLError, OSError) as error:
         summary["webhook"] = f"failed: {error}"
-
-
-def _redacted(url: str) -> str:
-    """The log's URL without a password."""
-    import sqlalchemy as sa
-
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return "(unreadable URL)"
 
 
 def _iso(moment: float) -> str:

@@ -373,8 +373,10 @@ class PredictionLog:
                     connection.execute(table.insert(), rows)
         except (sa.exc.SQLAlchemyError, _DatabaseDownError) as error:
             if self.down_since is None:
-                logger.warning(
-                    "prediction log: the database refused a write, spooling to %s: %s", self.journal.folder, error
+                logger.warning(  # the first line: the rest is the statement and its rows (predictions, not for logs)
+                    "prediction log: the database refused a write, spooling to %s: %s",
+                    self.journal.folder,
+                    str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__,
                 )
                 self.down_since = time.time()
                 self._last_attempt = time.monotonic()

@@ -23,6 +23,7 @@ from ..metrics import HIGHER_IS_BETTER
 from ..monitoring.profile import build_profile
 from ..objective import TuningData, fit_model, make_objective
 from ..schema import load_contract
+from ..secrets import masked
 from ..tracking import lineage_tags, start_run, tracking_enabled
 from ..tuning import (
     STUDY_UID,
@@ -252,12 +253,14 @@ def log_winner(model: Any, data: TuningData, params: Params, paths: Paths, logge
     leaderboard, winner = logged.leaderboard, logged.leaderboard[0]
     studies = {f"optuna_study_{result.family}": result.study for result in leaderboard if result.study}
     mlflow.set_tags(
-        lineage_tags(paths.root) | studies | {"stage": "train", "task": params.task, "winner": winner.family}
+        masked(lineage_tags(paths.root) | studies | {"stage": "train", "task": params.task, "winner": winner.family})
     )
     mlflow.log_params(
-        {"winner": winner.family, "seed": params.train.seed, "train_rows": len(data.train)}
-        | {f"tuning.{key}": value for key, value in params.train.tuning.model_dump().items()}
-        | {f"hp.{key}": value for key, value in winner.best_params.items()}
+        masked(
+            {"winner": winner.family, "seed": params.train.seed, "train_rows": len(data.train)}
+            | {f"tuning.{key}": value for key, value in params.train.tuning.model_dump().items()}
+            | {f"hp.{key}": value for key, value in winner.best_params.items()}
+        )
     )
     mlflow.log_metrics(
         {f"tuning_best_{result.family}": result.best_score for result in leaderboard}
