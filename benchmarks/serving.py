@@ -10,6 +10,12 @@ in-process predict time, with the batch process's peak memory. Prints one JSON o
 
 Run: `uv run python benchmarks/serving.py [--project DIR]` (wrk: `apt-get install wrk`).
 Without --project a default project is rendered, installed and trained first.
+
+`--log-durability` measures the prediction log instead: this service, which answers a prediction only once its
+log row is committed (group commit), against the asynchronous log of `--baseline-ref` (the last release that
+queued rows in memory), one worker, at 8 and 32 connections, its log in SQLite and in PostgreSQL 15 (started
+as in tests/stack.py); and MLServer (its MLflow runtime, adaptive batching) serving the same model from its own
+environment at its best measured setting (benchmarks/mlserver_peer.py). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -118,11 +124,21 @@ def load_and_measure_cpu(url: str, body: str, duration: int, connections: int, s
 
 
 def serve_and_load(
-    command: list[str], root: Path, path: str, body: str, args: argparse.Namespace, port: int, connections: list[int]
+    command: list[str],
+    root: Path,
+    path: str,
+    body: str,
+    args: argparse.Namespace,
+    port: int,
+    connections: list[int],
+    settings: dict[str, str] | None = None,
 ) -> dict[int, dict[str, float]]:
-    """Start a server, time its first good answer, load it at each concurrency, stop it."""
+    """Start a server (`settings` added to its environment), time its first good answer, load it at each
+    concurrency, stop it."""
     started = time.perf_counter()
-    server = subprocess.Popen(command, cwd=root, env=env(root), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        command, cwd=root, env=env(root) | (settings or {}), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     url = f"http://127.0.0.1:{port}{path}"
     try:
         while post(url, body.encode()) != 200:
@@ -251,16 +267,97 @@ def batch(root: Path, package: str, task: str, target: str, rows: int) -> dict[s
     }
 
 
-def prepare_project(args: argparse.Namespace) -> Path:
-    if args.project:
+def prepare_project(args: argparse.Namespace, vcs_ref: str = "HEAD") -> Path:
+    if args.project and vcs_ref == "HEAD":
         return args.project.absolute()
     import copier
 
     root = Path(tempfile.mkdtemp(prefix="bench-serving-")) / "project"
-    copier.run_copy(str(REPO), root, defaults=True, vcs_ref="HEAD", unsafe=True, quiet=True)
+    copier.run_copy(str(REPO), root, defaults=True, vcs_ref=vcs_ref, unsafe=True, quiet=True)
     subprocess.run(["uv", "sync", "--frozen", "-q"], cwd=root, env=env(root), check=True)
     subprocess.run([str(root / ".venv" / "bin" / "dvc"), "repro", "-q"], cwd=root, env=env(root), check=True)
     return root
+
+
+def one_row(root: Path, target: str) -> str:
+    """The first prepared test row, as the JSON object a client posts."""
+    code = (
+        "import pandas as pd, sys; f = pd.read_parquet('data/prepared/test.parquet').drop(columns=[sys.argv[1]]);"
+        "print(f.head(1).to_json(orient='records')[1:-1])"
+    )
+    return project_python(root, code, target).strip()
+
+
+def log_durability(args: argparse.Namespace, durable: Path, baseline: Path) -> dict[str, object]:
+    """Median runs of each service at each connection count, its log in SQLite and in PostgreSQL; the two
+    services alternate within a round, so drift hits both alike."""
+    from contextlib import ExitStack
+
+    sys.path.insert(0, str(REPO))
+    from tests.stack import Stack, start_postgres
+
+    row = one_row(durable, "churned")
+    connections = [8, 32]
+    services = {"asynchronous": baseline, "durable": durable}
+    runs: dict[str, dict[str, dict[int, list[dict[str, float]]]]] = {}
+    with ExitStack() as resources:
+        workdir = Path(tempfile.mkdtemp(prefix="bench-log-"))
+        workdir.chmod(0o755)  # PostgreSQL runs as `postgres`
+        stack = Stack(workdir)
+        start_postgres(stack, resources)
+        for attempt in range(args.rounds):
+            for backend in ("sqlite", "postgresql"):
+                for name, root in services.items():
+                    url = (
+                        f"sqlite:///{tempfile.mkdtemp(prefix='bench-log-')}/predictions.db"
+                        if backend == "sqlite"
+                        else stack.postgres_url(f"log_{name}_{attempt}")
+                    )
+                    port = free_port()
+                    package = next(p.name for p in (root / "src").iterdir() if (p / "cli.py").exists())
+                    command = [str(root / ".venv" / "bin" / package), "serve", "--port", str(port)]
+                    command += ["--model-source", "local"]
+                    settings = {"SERVE_PREDICTION_LOG_URL": url, "SERVE_LOG_JOURNAL_DIR": str(workdir / name)}
+                    measured = serve_and_load(command, root, "/predict", row, args, port, connections, settings)
+                    for count, result in measured.items():
+                        runs.setdefault(backend, {}).setdefault(name, {}).setdefault(count, []).append(result)
+    results: dict[str, object] = {}
+    for backend, by_service in runs.items():
+        for count in connections:
+            old, new = (median_run(by_service[name][count]) for name in services)
+            results[f"{backend}_{count}_connections"] = {
+                "asynchronous": old,
+                "durable": new,
+                "throughput_durable_over_asynchronous": round(
+                    new["requests_per_second"] / old["requests_per_second"], 3
+                ),
+                "p99_durable_over_asynchronous": round(new["p99_ms"] / old["p99_ms"], 3),
+            }
+    return results
+
+
+def durability_report(args: argparse.Namespace) -> dict[str, object]:
+    """The --log-durability run: both services trained from the same default answers, then MLServer."""
+    from mlserver_peer import serve_with_mlserver
+
+    durable = prepare_project(args)
+    baseline = args.baseline_project.absolute() if args.baseline_project else prepare_project(args, args.baseline_ref)
+    report: dict[str, object] = {
+        "machine": {"cpus": os.cpu_count()},
+        "client": "wrk, 1 thread, single-row POSTs",
+        "baseline": f"the asynchronous log of {args.baseline_ref}",
+        "prediction_log": log_durability(args, durable, baseline),
+    }
+    peer = serve_with_mlserver(durable, one_row(durable, "churned"), args)
+    report["mlserver_8_connections"] = peer
+    ours = report["prediction_log"]["sqlite_8_connections"]["durable"]  # type: ignore[index]
+    report["durable_sqlite_over_mlserver_rps"] = round(ours["requests_per_second"] / peer["requests_per_second"], 2)
+    report["targets"] = {
+        "throughput_durable_over_asynchronous": ">= 0.9",
+        "p99_durable_over_asynchronous": "<= 1.5",
+        "durable_sqlite_over_mlserver_rps": ">= 2.5",
+    }
+    return report
 
 
 def main() -> None:
@@ -273,9 +370,15 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3, help="runs per server setting; the median is reported")
     parser.add_argument("--batch-rows", type=int, default=1_000_000)
+    parser.add_argument("--log-durability", action="store_true", help="measure the prediction log (see above)")
+    parser.add_argument("--baseline-ref", default="9c30a73", help="the template revision with the asynchronous log")
+    parser.add_argument("--baseline-project", type=Path, help="a trained project rendered from --baseline-ref")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed as the load client: apt-get install wrk")
+    if args.log_durability:
+        print(json.dumps(durability_report(args), indent=2))
+        return
     root = prepare_project(args)
     package = next(p.name for p in (root / "src").iterdir() if (p / "cli.py").exists())
     params = json.loads(

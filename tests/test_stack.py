@@ -122,6 +122,17 @@ def test_a_team_project_on_the_shared_stack(tmp_path: Path, stack: Stack) -> Non
     serving_env |= {"SERVE_RELOAD_TOKEN": RELOAD_TOKEN, "SERVE_FEEDBACK_TOKEN": FEEDBACK_TOKEN}
     printed.append(check_two_replicas_log_every_request_once_in_postgresql(root, serving_env, stack))
     check_dvc_on_s3_round_trips(root, tmp_path / "clone", env, stack)
+    # A user's mistake (a log database that does not exist): the error names the URL, without its password.
+    absent = log_url.rsplit("/", 1)[0] + "/no_such_log"
+    mistake = run(
+        ["uv", "run", "--frozen", "churn_model", "purge", "--older-than", "30"],
+        root,
+        check=False,
+        env=env | {"SERVE_PREDICTION_LOG_URL": absent},
+    )
+    assert mistake.returncode == 1, mistake.stdout + mistake.stderr
+    assert "mlops:***@" in mistake.stderr, mistake.stderr
+    printed.append(mistake.stdout + mistake.stderr)
     check_no_secret_in_what_the_project_wrote(tmp_path, printed, stack)
 
 

@@ -15,9 +15,7 @@ from collections.abc import Mapping
 MASK = "***"
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|CREDENTIAL|WEBHOOK|PRIVATE|_KEY$")
 # scheme://user:password@host - the password ends at the last "@" before the host (people write "@" unquoted).
-URL_PASSWORD = re.compile(
-    r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s'\"]*:)(?P<password>[^\s'\"/]+)(?=@)", re.IGNORECASE
-)
+URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s'\"]*:)(?P<password>[^\s'\"/]+)(?=@)", re.IGNORECASE)
 # Shorter values would mask ordinary words and numbers; no secret setting this short protects anything.
 SHORTEST_SECRET = 6
 

@@ -61,7 +61,9 @@ def test_a_command_error_shows_the_url_without_its_password(tmp_path: Path, monk
     assert PASSWORD not in result.output
 
 
-def test_log_records_of_any_library_are_masked(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_log_records_of_any_library_are_masked(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     for name, value in ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
     mask_log_records()
@@ -75,3 +77,17 @@ def test_log_records_of_any_library_are_masked(monkeypatch: pytest.MonkeyPatch, 
         "Bearer *** refused",
     ]
     assert PASSWORD not in caplog.text
+
+
+@pytest.mark.parametrize("url", [f"postgresql+nosuchdriver://mlops:{PASSWORD}@db/log", "not a url at all"])
+def test_a_prediction_log_url_sqlalchemy_cannot_use_is_one_clear_error(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVE_PREDICTION_LOG_URL", url)
+
+    result = CliRunner().invoke(app, ["purge", "--older-than", "30"])
+
+    assert result.exit_code == 1
+    assert "cannot use the prediction log URL" in result.output
+    assert "Traceback" not in result.output
+    assert PASSWORD not in result.output

@@ -66,7 +66,14 @@ _STOP = object()
 
 
 def make_engine(url: str) -> sa.Engine:
-    engine = sa.create_engine(url)
+    """The log's engine; a URL SQLAlchemy cannot use (a typo, a driver not installed) is one clear error."""
+    from ..errors import StageError
+    from ..secrets import shown_url
+
+    try:
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, ImportError) as error:
+        raise StageError(f"cannot use the prediction log URL {shown_url(url)!r}: {error}") from None
     if engine.dialect.name == "sqlite":
 
         @sa.event.listens_for(engine, "connect")
@@ -74,7 +81,8 @@ def make_engine(url: str) -> sa.Engine:
             cursor = connection.cursor()
             # WAL: readers (monitoring) never block the writer; several workers can share the file.
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a committed row (an answered prediction) survives a power loss too, not only a crash.
+            cursor.execute("PRAGMA synchronous=FULL")
             # A write waits this long for a lock held elsewhere (another worker, purge), then goes to the journal.
             cursor.execute("PRAGMA busy_timeout=2000")
             cursor.close()
@@ -108,10 +116,8 @@ def log_exists(url: str) -> bool:
     """A SQLite log exists when its file does (reading must never create one); a server is asked."""
     from pathlib import Path
 
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return True
-    return Path(parsed.database).exists()
+    database = sqlite_file(url)
+    return database is None or Path(database).exists()
 
 
 def without_pii(row: dict[str, Any], pii: Collection[str]) -> dict[str, Any]:
@@ -447,10 +453,20 @@ def default_journal_dir(url: str) -> Path:
     """Beside a SQLite log's file; else the folder the service runs in (SERVE_LOG_JOURNAL_DIR moves it)."""
     from pathlib import Path
 
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        return Path(parsed.database).parent / "prediction-journal"
-    return Path("prediction-journal")
+    database = sqlite_file(url)
+    return Path(database).parent / "prediction-journal" if database else Path("prediction-journal")
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file of a SQLite log; None for a server, an in-memory database or what is not a URL (make_engine
+    then says why)."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
 
 
 def iso_date(value: Any) -> str:
