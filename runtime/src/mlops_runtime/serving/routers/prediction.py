@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -78,7 +77,7 @@ def router(record: type[BaseModel], config: ServingConfig) -> APIRouter:
         latency = time.perf_counter() - started
         now = time.time()
         ids = [uuid.uuid4().hex for _ in rows]
-        logged = state.log.record(
+        logged = state.log.commit(
             [
                 {
                     "request_id": request_id,
@@ -92,7 +91,7 @@ def router(record: type[BaseModel], config: ServingConfig) -> APIRouter:
             ]
         )
         try:  # answered only once logged: a crash after this loses no answered prediction
-            await asyncio.wrap_future(logged)
+            await logged
         except LogUnavailableError as error:
             return problem(503, f"not answered: {error}; retry later", headers={"retry-after": "5"})
         state.metrics.predicted(answers, latency)
