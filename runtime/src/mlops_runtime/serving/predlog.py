@@ -268,6 +268,8 @@ class PredictionLog:
         self._last_attempt = 0.0
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._connection: sa.Connection | None = None  # the writer thread's own
+        self._gathered: list[_Write] = []  # this event-loop turn's writes (commit)
+        self._gathering = threading.Lock()
         self._writer = threading.Thread(target=self._write_forever, name="prediction-log", daemon=True)
         self._writer.start()
 
@@ -283,11 +285,22 @@ class PredictionLog:
         return done
 
     async def commit(self, rows: list[dict[str, Any]]) -> None:
-        """`record` for a request handler: its event loop learns of a whole commit in one wake-up, not one per
-        request (a request's share of a commit is then a few microseconds)."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put(_Write(predictions, self._encoded(rows), done))
+        """`record` for a request handler. The requests one event-loop turn answers (one micro-batch of the
+        model) reach the writer as one item, so they share one commit; and the loop learns of the commit in
+        one wake-up. Handed over one by one, the writer woke for the first and committed it alone."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        with self._gathering:
+            self._gathered.append(_Write(predictions, self._encoded(rows), done))
+            first = len(self._gathered) == 1
+        if first:
+            loop.call_soon(self._hand_over)  # after every request this turn resumes
         await done
+
+    def _hand_over(self) -> None:
+        with self._gathering:
+            gathered, self._gathered = self._gathered, []
+        self._queue.put(gathered)
 
     def _encoded(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         pii = self.pii
@@ -368,6 +381,8 @@ class PredictionLog:
                     stop = True
                 elif isinstance(item, threading.Event):
                     waiting.append(item)
+                elif isinstance(item, list):
+                    writes.extend(item)
                 else:
                     writes.append(item)
                 try:
