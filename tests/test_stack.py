@@ -179,6 +179,7 @@ def check_two_replicas_log_every_request_once_in_postgresql(root: Path, env: dic
     assert len(request_ids) == len(answers) > REQUESTS
     logged = stack.query("predictions", "SELECT count(*), count(DISTINCT request_id) FROM predictions")[0]
     assert logged == (len(answers), len(answers))
+    print(f"outage: {len(answers)} requests answered 200 over 2 replicas, {logged[0]} logged, {logged[1]} distinct")
     assert {row[0] for row in stack.query("predictions", "SELECT request_id FROM predictions")} == request_ids
     assert not list((root / "journal").glob("*.jsonl")) or all(
         path.stat().st_size == 0 for path in (root / "journal").glob("*.jsonl")
@@ -252,6 +253,7 @@ def load_through_an_outage(bases: list[str], rows: list[dict[str, object]], stac
                 spooled = re.search(r"^prediction_log_spooled_rows (\S+)$", exposition, re.M)
                 assert spooled, "no spooled-rows gauge"
                 assert float(spooled.group(1)) > 0, "the spooled-rows gauge shows nothing"
+                print(f"{base}: {float(spooled.group(1)):.0f} rows spooled after {OUTAGE_SECONDS} s without PostgreSQL")
         finally:
             stack.start_postgres()
         time.sleep(3)
