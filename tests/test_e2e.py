@@ -312,8 +312,9 @@ def check_reloads_under_load_fail_no_request(root: Path) -> None:
 
 
 @SHARED
-def test_dvc_experiments_compare_with_metrics_diff(trained_sample: Path, tmp_path: Path) -> None:
-    root = tmp_path / "clone"
+def test_dvc_experiments_compare_with_metrics_diff(trained_sample: Path) -> None:
+    # A sibling, as a teammate's checkout beside the project: the default remote is a folder next to the project.
+    root = trained_sample.parent / "clone"
     check_a_fresh_clone_gets_data_and_model_back_from_the_remote(trained_sample, root)
 
     output = run(["uv", "run", "--frozen", "dvc", "exp", "run", "-S", "prepare.seed=7"], root).stdout

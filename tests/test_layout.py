@@ -50,6 +50,7 @@ IDENTICAL_AND_WHY = {
     "tests/test_model_quality.py": "tests the project's model families",
     "tests/test_pipeline.py": "tests the project's stages",
     "tests/test_readme.py": "tests the project's README",
+    "tests/test_service.py": "tests the project's own service module (serving.py): its routes and auth",
 }
 
 

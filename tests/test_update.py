@@ -286,7 +286,7 @@ def test_a_project_with_the_copied_machinery_moves_into_the_library_layout(tmp_p
     the project then runs its pipeline, serves (with the user's route, carried to serving.py) and monitors."""
     import copier
 
-    from .test_e2e import free_port, http, serving, shifted_traffic
+    from .test_e2e import FEEDBACK_TOKEN, free_port, http, serving, shifted_traffic
 
     repo = copy_repository(tmp_path / "copier-mlops")
     git(repo, "tag", "v0.2.0", COPIED_LAYOUT)
@@ -325,7 +325,7 @@ def test_a_project_with_the_copied_machinery_moves_into_the_library_layout(tmp_p
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     settings = {"SERVE_URL": base, "SERVE_PREDICTION_LOG_URL": "sqlite:///served.db"}
-    with serving(project, port, **settings):
+    with serving(project, port, SERVE_FEEDBACK_TOKEN=FEEDBACK_TOKEN, **settings):
         assert http("GET", f"{base}/hello") == (200, {"hello": "world"})
         shifted_traffic(project, base, rows=600, labelled=0.5, seed=1)
         monitor = run(["uv", "run", "--frozen", "churn_model", "monitor"], project, check=False, env=settings)
