@@ -388,12 +388,7 @@ def main() -> None:
         project_python(root, "import json, yaml; print(json.dumps(yaml.safe_load(open('schema.yaml'))))")
     )
     task, target = params["task"], schema["target"]["name"]
-    row = project_python(
-        root,
-        "import pandas as pd, sys; f = pd.read_parquet('data/prepared/test.parquet').drop(columns=[sys.argv[1]]);"
-        "print(f.head(1).to_json(orient='records')[1:-1])",
-        target,
-    ).strip()
+    row = one_row(root, target)
     script = str(root / ".venv" / "bin" / package)
     results: dict[str, object] = {"machine": {"cpus": os.cpu_count()}, "client": f"wrk, {args.connections} connections"}
     ours = our_service(script, root, row, args)

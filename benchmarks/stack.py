@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
 from pipeline import env, timed  # noqa: E402 - the same project environment as the other benchmarks
-from serving import free_port, serve_and_load  # noqa: E402
+from serving import free_port, one_row, serve_and_load  # noqa: E402
 from stack_extract import extract_10m  # noqa: E402
 
 from tests.bigdata import set_params  # noqa: E402 - the same params editing as the e2e tests
@@ -139,15 +139,7 @@ def prediction_log(root: Path, stack: Stack, rounds: int, duration: int) -> dict
     """Throughput of one service process at 8 connections, its log in SQLite or in PostgreSQL (alternating)."""
     package = next(path.name for path in (root / "src").iterdir() if (path / "cli.py").exists())
     script = str(root / ".venv" / "bin" / package)
-    row = sh(
-        [
-            str(root / ".venv" / "bin" / "python"),
-            "-c",
-            "import pandas as pd; f = pd.read_parquet('data/prepared/test.parquet').drop(columns=['churned']);"
-            "print(f.head(1).to_json(orient='records')[1:-1])",
-        ],
-        root,
-    ).strip()
+    row = one_row(root, "churned")
     settings = argparse.Namespace(duration=duration)
     runs: dict[str, list[dict[str, float]]] = {"sqlite": [], "postgresql": []}
     for attempt in range(rounds):

@@ -7,6 +7,7 @@ AWS_SECRET_ACCESS_KEY, MONITOR_WEBHOOK_URL, ...), wherever either appears in the
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -23,9 +24,15 @@ SHORTEST_SECRET = 6
 def mask(text: str, environ: Mapping[str, str] | None = None) -> str:
     """`text` with URL passwords and the values of secret settings replaced by ***."""
     text = URL_PASSWORD.sub(lambda match: match["head"] + MASK, text)
-    for value in secret_values(os.environ if environ is None else environ):
+    for value in _secret_values_of(frozenset((os.environ if environ is None else environ).items())):
         text = text.replace(value, MASK)
     return text
+
+
+@functools.lru_cache(maxsize=4)
+def _secret_values_of(environ: frozenset[tuple[str, str]]) -> tuple[str, ...]:
+    """secret_values, once per environment: a log record pays a lookup, not a scan of every setting."""
+    return tuple(secret_values(dict(environ)))
 
 
 def masked(values: Mapping[str, object]) -> dict[str, object]:

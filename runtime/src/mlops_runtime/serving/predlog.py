@@ -20,7 +20,6 @@ import queue
 import threading
 import time
 from collections.abc import Collection
-from concurrent.futures import Future
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -233,20 +232,19 @@ class _Write:
 
     table: sa.Table
     rows: list[dict[str, Any]]
-    done: Future[None] | asyncio.Future[None] | None = None
+    done: asyncio.Future[None] | None = None
 
 
 class PredictionLog:
     """Durable, group-committed writes of prediction rows; synchronous feedback.
 
-    `await commit(rows)` returns once the rows are committed (`record(rows)`, its future, for threads): in
-    the log's database
-    (concurrent requests share one transaction: one writer thread takes everything queued at once), or,
-    while the database is unreachable or refuses writes, appended and fsync'd to the local journal
-    (journal.py), whose rows go to the database when it is back, each once. A request is answered only
-    after its future completes, so an answered prediction survives a crash of the service. When the
-    journal is full too, it raises LogUnavailableError and the request gets a 503. A commit survives a power
-    loss too (SQLite: WAL with synchronous=FULL).
+    `await commit(rows)` returns once the rows are committed: in the log's database (concurrent requests
+    share one transaction: one writer thread takes everything queued at once), or, while the database is
+    unreachable or refuses writes, appended and fsync'd to the local journal (journal.py), whose rows go
+    to the database when it is back, each once. A request is answered only after its commit, so an
+    answered prediction survives a crash of the service. When the journal is full too, it raises
+    LogUnavailableError and the request gets a 503. A commit survives a power loss too (SQLite: WAL with
+    synchronous=FULL).
 
     `pii` names the input fields never to store (the contract's pii features).
     """
@@ -273,21 +271,14 @@ class PredictionLog:
         self._writer = threading.Thread(target=self._write_forever, name="prediction-log", daemon=True)
         self._writer.start()
 
-    def record(self, rows: list[dict[str, Any]]) -> Future[None]:
-        """Queue rows (request_id, created_at, model_version, input, output, latency_ms) for the next commit.
-
-        Input and output are encoded here, a few microseconds a row: done in the writer, the
-        same work came in bursts that held the GIL against the event loop, and showed as tail latency.
-        The input's pii fields are dropped first: they never reach the queue or the database.
-        """
-        done: Future[None] = Future()
-        self._queue.put(_Write(predictions, self._encoded(rows), done))
-        return done
-
     async def commit(self, rows: list[dict[str, Any]]) -> None:
-        """`record` for a request handler. The requests one event-loop turn answers (one micro-batch of the
-        model) reach the writer as one item, so they share one commit; and the loop learns of the commit in
-        one wake-up. Handed over one by one, the writer woke for the first and committed it alone."""
+        """Log rows (request_id, created_at, model_version, input, output, latency_ms); return once committed.
+
+        The requests one event-loop turn answers (one micro-batch of the model) reach the writer as one item,
+        so they share one commit, and the loop learns of the commit in one wake-up: handed over one by one,
+        the writer woke for the first and committed it alone. Input and output are encoded here, a few
+        microseconds a row (in the writer, that work held the GIL against the loop in bursts); the input's
+        pii fields are dropped first, so they never reach the queue or the database."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         with self._gathering:
@@ -450,14 +441,11 @@ class PredictionLog:
             self._connection = None
 
 
-def settle(futures: list[Future[None] | asyncio.Future[None]], failure: Exception | None) -> None:
-    """Complete the futures of one commit: a thread's directly, an event loop's in one call per loop."""
+def settle(futures: list[asyncio.Future[None]], failure: Exception | None) -> None:
+    """Complete the futures of one commit, in one call per event loop (the writer is another thread)."""
     by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
     for future in futures:
-        if isinstance(future, asyncio.Future):
-            by_loop.setdefault(future.get_loop(), []).append(future)
-        else:
-            _complete(future, failure)
+        by_loop.setdefault(future.get_loop(), []).append(future)
     for loop, waiting in by_loop.items():
         with suppress(RuntimeError):  # the loop has closed: nobody waits any more
             loop.call_soon_threadsafe(_complete_all, waiting, failure)
@@ -465,15 +453,12 @@ def settle(futures: list[Future[None] | asyncio.Future[None]], failure: Exceptio
 
 def _complete_all(futures: list[asyncio.Future[None]], failure: Exception | None) -> None:
     for future in futures:
-        if not future.done():  # a request cancelled meanwhile (its client left)
-            _complete(future, failure)
-
-
-def _complete(future: Future[None] | asyncio.Future[None], failure: Exception | None) -> None:
-    if failure is None:
-        future.set_result(None)
-    else:
-        future.set_exception(failure)
+        if future.done():  # a request cancelled meanwhile (its client left)
+            continue
+        if failure is None:
+            future.set_result(None)
+        else:
+            future.set_exception(failure)
 
 
 class _DatabaseDownError(Exception):
