@@ -194,7 +194,7 @@ def median_us(action, n=2000):
         started = time.perf_counter(); action(); times.append(time.perf_counter() - started)
     return round(statistics.median(times) * 1e6, 1)
 print(json.dumps({{
-    "served_frame_and_predict_us": median_us(lambda: served.predict(contract.frame([row]))),
+    "served_columns_and_predict_us": median_us(lambda: served.predict(contract.columns([row]))),
     "pipeline_frame_and_predict_us": median_us(lambda: loaded.predict(contract.frame([row]))),
     "pipeline_predict_us": median_us(lambda: loaded.model.predict(frame)),
 }}))

@@ -367,22 +367,28 @@ class Contract:
         columns = {column.name: column.model_values(frame[column.name]) for column in self.features}
         return pd.DataFrame(columns, index=frame.index)
 
+    def columns(self, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        """Validated request records as the model sees them, one array per feature (the request path's form)."""
+        return {
+            column.name: column.request_array([record.get(column.name) for record in records])
+            for column in self.features
+        }
+
     def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
-        """Validated request records as the model sees them, built column by column (fast on the request path)."""
+        """Validated request records as the model sees them, as a DataFrame."""
         import pandas as pd
 
-        return pd.DataFrame(
-            {
-                column.name: column.request_array([record.get(column.name) for record in records])
-                for column in self.features
-            }
-        )
+        return pd.DataFrame(self.columns(records))
 
-    def examples(self) -> pd.DataFrame:
-        """Valid feature rows that reach every edge of every rule and, where allowed, missing values."""
+    def example_records(self) -> list[dict[str, Any]]:
+        """Valid feature records that reach every edge of every rule and, where allowed, missing values."""
         choices = {column.name: column.examples() + [None] * bool(column.max_missing) for column in self.features}
         count = max(len(values) for values in choices.values())
-        return self.frame([{name: values[i % len(values)] for name, values in choices.items()} for i in range(count)])
+        return [{name: values[i % len(values)] for name, values in choices.items()} for i in range(count)]
+
+    def examples(self) -> pd.DataFrame:
+        """`example_records()` as the model sees them."""
+        return self.frame(self.example_records())
 
     def check_rows(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
         """Vectorised row checks for batch prediction: valid rows as the model sees them, and a reason per bad row."""

@@ -6,25 +6,30 @@ contract's examples, so a project's own features (any transformer) are always se
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import numpy as np
+
+    from ..schema import Contract
+
+Columns = Mapping[str, "np.ndarray"]  # one array per feature: `Contract.columns()`
 
 
 class DirectPipeline:
     """A fitted model Pipeline, called step by step on NumPy blocks: same objects, same output.
 
-    For a small request, ColumnTransformer's bookkeeping (finding columns by name, checking
-    feature names, dispatching through joblib, stacking) costs more than its transformers'
-    own work. This calls each fitted
-    transformer of the artifact on its own columns as an array, then the estimator, so
-    nothing is refitted or re-implemented; the service spends its CPU on requests instead.
+    For a small request, building a DataFrame and ColumnTransformer's bookkeeping (finding
+    columns by name, checking feature names, dispatching through joblib, stacking) cost more
+    than the transformers' own work. This takes the request's columns as arrays, calls each
+    fitted transformer of the artifact on its own columns, then the estimator, so nothing is
+    refitted or re-implemented; the service spends its CPU on requests instead.
     `direct_pipeline()` builds one only when it reproduces the Pipeline's output exactly.
     """
 
-    def __init__(self, blocks: list[tuple[Any, list[str]]], steps: list[Any], estimator: Any) -> None:
-        self.blocks = blocks
+    def __init__(self, blocks: list[tuple[list[str], list[Any]]], steps: list[Any], estimator: Any) -> None:
+        self.blocks = blocks  # (the columns, the fitted steps that transform them in turn)
         self.steps = steps
         self.estimator = estimator
 
@@ -32,27 +37,30 @@ class DirectPipeline:
     def classes_(self) -> Any:
         return self.estimator.classes_
 
-    def transform(self, frame: pd.DataFrame) -> Any:
+    def transform(self, features: Columns) -> Any:
         import numpy as np
 
         parts = []
-        for transformer, columns in self.blocks:
-            block = np.column_stack([frame[column].to_numpy() for column in columns])
-            parts.append(block if transformer == "passthrough" else transformer.transform(block))
-        features = np.hstack(parts)
+        for columns, steps in self.blocks:
+            block = np.column_stack([features[column] for column in columns])
+            for step in steps:
+                block = step.transform(block)
+            parts.append(block)
+        stacked = np.hstack(parts)
         for step in self.steps:
-            features = step.transform(features)
-        return features
+            stacked = step.transform(stacked)
+        return stacked
 
-    def predict(self, frame: pd.DataFrame) -> Any:
-        return self.estimator.predict(self.transform(frame))
+    def predict(self, features: Columns) -> Any:
+        return self.estimator.predict(self.transform(features))
 
-    def predict_proba(self, frame: pd.DataFrame) -> Any:
-        return self.estimator.predict_proba(self.transform(frame))
+    def predict_proba(self, features: Columns) -> Any:
+        return self.estimator.predict_proba(self.transform(features))
 
 
-def direct_pipeline(model: Any, examples: pd.DataFrame) -> DirectPipeline | None:
-    """`model`'s direct path, or None unless it has build_model's shape and matches it on `examples` exactly."""
+def direct_pipeline(model: Any, contract: Contract) -> DirectPipeline | None:
+    """`model`'s direct path, or None unless it has build_model's shape and matches it on the contract's
+    examples exactly (the arrays a request brings against the Pipeline on their DataFrame)."""
     import warnings
 
     import numpy as np
@@ -71,14 +79,29 @@ def direct_pipeline(model: Any, examples: pd.DataFrame) -> DirectPipeline | None
         if not (isinstance(columns, list) and all(isinstance(column, str) for column in columns)):
             return None  # columns chosen by position, slice or callable: leave it to the Pipeline
         if columns:
-            blocks.append((transformer, columns))
-    steps = [step for _name, step in model.steps[1:-1]]
+            blocks.append((columns, fitted_steps(transformer)))
+    steps = [step for _name, middle in model.steps[1:-1] for step in fitted_steps(middle)]
     direct = DirectPipeline(blocks, steps, model.steps[-1][1])
     # The transformers were fitted on named columns and now see arrays, on purpose.
     warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
     method = "predict_proba" if hasattr(model, "predict_proba") else "predict"
+    examples = contract.example_records()
     try:
-        same = np.array_equal(getattr(direct, method)(examples), getattr(model, method)(examples))
+        same = np.array_equal(
+            getattr(direct, method)(contract.columns(examples)), getattr(model, method)(contract.frame(examples))
+        )
     except Exception:  # a transformer that needs a DataFrame: the Pipeline serves
         return None
     return direct if same else None
+
+
+def fitted_steps(transformer: Any) -> list[Any]:
+    """The transformers `transformer` applies in turn: a Pipeline's own steps (its per-call checks are
+    then skipped), none for "passthrough"."""
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(transformer, Pipeline):
+        return [step for _name, inner in transformer.steps for step in fitted_steps(inner)]
+    if transformer is None or (isinstance(transformer, str) and transformer == "passthrough"):
+        return []
+    return [transformer]

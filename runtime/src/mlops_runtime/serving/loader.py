@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..paths import Paths
     from ..schema import Contract
     from .config import ServingConfig
-    from .direct import DirectPipeline
+    from .direct import Columns, DirectPipeline
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,20 @@ class LoadedModel:
         """This model, calling its steps directly when that reproduces the Pipeline on the contract's examples."""
         from .direct import direct_pipeline
 
-        return replace(self, direct=direct_pipeline(self.model, contract.examples()))
+        return replace(self, direct=direct_pipeline(self.model, contract))
 
-    def predict(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
-        """One answer per row: the prediction, and class probabilities for classifiers."""
-        scorer = self.direct or self.model
+    def predict(self, features: pd.DataFrame | Columns) -> list[dict[str, Any]]:
+        """One answer per row of `features` (a DataFrame, or `Contract.columns()`): the prediction, and class
+        probabilities for classifiers."""
+        if self.direct is not None:
+            scorer: Any = self.direct
+        else:
+            import pandas as pd
+
+            scorer, features = self.model, pd.DataFrame(features)
         if not is_classification(self.task):
-            return [{"prediction": float(value)} for value in scorer.predict(frame)]
-        proba = scorer.predict_proba(frame)
+            return [{"prediction": float(value)} for value in scorer.predict(features)]
+        proba = scorer.predict_proba(features)
         classes = self.classes
         names = [str(label) for label in classes]
         return [

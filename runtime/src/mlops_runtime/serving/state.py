@@ -50,7 +50,7 @@ class ServiceState:
 
     def predict_rows(self, rows: list[dict[str, Any]]) -> tuple[LoadedModel, list[dict[str, Any]]]:
         loaded = self.model  # read per call: a reload swaps it
-        return loaded, loaded.predict(self.contract.frame(rows))
+        return loaded, loaded.predict(self.contract.columns(rows))
 
     def refused(self, reason: str, fields: list[str]) -> None:
         """Count a refused request and log it for monitoring (reason and fields, never the body)."""
