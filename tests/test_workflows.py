@@ -67,7 +67,7 @@ def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 def workflows(root: Path) -> list[Path]:
     found = sorted((root / ".github" / "workflows").glob("*.yml"))
-    assert [path.name for path in found] == ["ci.yml", "monitor.yml", "train.yml"]
+    assert [path.name for path in found] == ["ci.yml", "deploy.yml", "monitor.yml", "train.yml"]
     return found
 
 
