@@ -39,6 +39,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "template" / "src" / "{{package_name}}"
+LIBRARY = REPO / "runtime" / "src" / "mlops_runtime"
 BENCH_PACKAGES = [
     "skrub==0.11.*",
     "scikit-learn",
@@ -88,9 +89,10 @@ from sklearn.impute import SimpleImputer
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from proj.features import build_model, direct_pipeline
-from proj.inference import decide, infer
-from proj.params import MISSING_MARKERS
+from mlops_runtime.inference import decide, infer
+from mlops_runtime.params import MISSING_MARKERS
+from mlops_runtime.serving.direct import direct_pipeline
+from proj.features import build_model
 from proj.pipeline.extract import quoted, reader
 
 MAX_CATEGORIES = 50  # infer_schema.max_categories' default
@@ -291,21 +293,21 @@ contract, model, pipeline, labelled, raw_labelled, target = kept[latency_set]
 row = contract.features_of(contract.coerce(labelled.iloc[[0]]))
 raw_row = raw_labelled.drop(columns=[target]).iloc[[0]]
 record = {k: (None if pd.isna(v) else v) for k, v in raw_labelled.drop(columns=[target]).iloc[0].items()}
-direct = direct_pipeline(model, contract.examples())
+direct = direct_pipeline(model, contract)
 ours_record = {c.name: labelled.iloc[0][c.name] for c in contract.features}
 latency = {
     "data_set": latency_set,
     "calls": calls,
     "direct_path_ours": direct is not None,
-    "direct_path_skrub": direct_pipeline(pipeline, raw_row) is not None,
+    "direct_path_skrub": direct_pipeline(pipeline, contract) is not None,
     "same_prediction_direct_vs_pipeline": direct is not None
     and bool(np.array_equal(direct.predict(row), model.predict(row))),
     "ours_direct_ms": median_ms(lambda: direct.predict(row)) if direct is not None else None,
     "ours_pipeline_ms": median_ms(lambda: model.predict(row)),
     "skrub_pipeline_ms": median_ms(lambda: pipeline.predict(raw_row)),
-    # from a request record: the frame is built too (contract.frame for ours, a DataFrame of the record for skrub)
+    # from a request record: its arrays are built too (contract.columns for ours, a DataFrame of it for skrub)
     "ours_direct_from_record_ms": (
-        median_ms(lambda: direct.predict(contract.frame([ours_record]))) if direct is not None else None
+        median_ms(lambda: direct.predict(contract.columns([ours_record]))) if direct is not None else None
     ),
     "skrub_from_record_ms": median_ms(lambda: pipeline.predict(pd.DataFrame([record]))),
     "skrub_steps": [type(step).__name__ for _, step in pipeline.steps],
@@ -441,7 +443,9 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as temporary:
         scratch = Path(temporary)
-        shutil.copytree(PACKAGE, scratch / "packages" / "proj", ignore=shutil.ignore_patterns("*.jinja", "__pycache__"))
+        ignored = shutil.ignore_patterns("*.jinja", "__pycache__")
+        shutil.copytree(PACKAGE, scratch / "packages" / "proj", ignore=ignored)
+        shutil.copytree(LIBRARY, scratch / "packages" / "mlops_runtime", ignore=ignored)  # the project imports it
         python, install_seconds = environment(scratch / "bench-env", BENCH_PACKAGES)
         corpus = json.dumps([list(entry) for entry in CORPUS])
         results = run_json([str(python), "-c", WORKER, str(scratch), str(args.calls), corpus, LATENCY_SET])
