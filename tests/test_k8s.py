@@ -173,3 +173,15 @@ def test_checkov_fails_no_check_and_every_skipped_check_says_why(project: Path, 
     assert checked == {"staging.yaml", "production.yaml", "kserve-predictor.yaml", "loosened.yaml"}
     for check in results["skipped_checks"]:
         assert check["check_result"].get("suppress_comment"), f"{check['check_id']} is skipped without a reason"
+
+
+def test_the_deploy_workflow_moves_the_image_the_overlays_name(project: Path) -> None:
+    """deploy.yml's `kustomize edit set image NAME=...` must name the base's image, or staging never moves."""
+    workflow = yaml.safe_load((project / ".github" / "workflows" / "deploy.yml").read_text())
+    script = "\n".join(step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"])
+    moved = re.search(r'kustomize edit set image "([^=]+)=', script)
+    staging = yaml.safe_load((project / "deploy" / "k8s" / "overlays" / "staging" / "kustomization.yaml").read_text())
+
+    assert moved, "deploy.yml no longer sets staging's image"
+    assert "cd deploy/k8s/overlays/staging" in script
+    assert [image["name"] for image in staging["images"]] == [moved.group(1)]
