@@ -140,6 +140,12 @@ def test_the_kserve_predictor_runs_the_same_image_and_is_a_valid_pod(project: Pa
     (container,) = service["spec"]["predictor"]["containers"]
     assert container["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     assert container["name"] == "kserve-container"  # the name KServe routes to
+    # The same pod as the Deployment's, written twice (KServe's resource is not a Deployment): kept in step here.
+    served = deployment["spec"]["template"]["spec"]
+    for key in ("env", "resources", "securityContext", "volumeMounts"):
+        assert container[key] == served["containers"][0][key], f"the KServe predictor's {key} differs"
+    for key in ("securityContext", "volumes", "automountServiceAccountToken"):
+        assert service["spec"]["predictor"][key] == served[key], f"the KServe predictor's {key} differs"
     for version in KUBERNETES_VERSIONS:
         pod = [kserve_predictor_as_pod(service)]
         assert not invalid(pod, tmp_path, version), invalid(pod, tmp_path, version)
