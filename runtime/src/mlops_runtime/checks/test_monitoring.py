@@ -20,9 +20,11 @@ from typer.testing import CliRunner
 
 from mlops_runtime import registry, tracking
 from mlops_runtime.cli import app
+from mlops_runtime.files import plain
 from mlops_runtime.monitoring import checks, statistics
 from mlops_runtime.monitoring.job import EXIT_ALERT, console_report
 from mlops_runtime.monitoring.profile import build_profile
+from mlops_runtime.monitoring.retrain import labelled_rows
 from mlops_runtime.monitoring.simulate import Scenario, sample_base, traffic, write_to_log
 from mlops_runtime.monitoring.window import Window, read_window
 from mlops_runtime.objective import TuningData, fit_model
@@ -32,7 +34,7 @@ from mlops_runtime.schema import Contract
 from mlops_runtime.serving.config import ServingConfig
 from mlops_runtime.serving.loader import LoadedModel, from_local
 from mlops_runtime.stages.train import model_save_options
-from mlops_runtime.testing import Project, log_traffic
+from mlops_runtime.testing import Project, log_traffic, records
 
 MONITOR = MonitorParams()
 UNCHANGED = Scenario()
@@ -350,6 +352,31 @@ def test_corrupt_log_rows_are_skipped_and_counted(
 
     assert len(window.served) == 300
     assert window.corrupt == 4
+
+
+def test_labelled_rows_do_not_depend_on_the_order_requests_arrived_in(tuning_data: TuningData) -> None:
+    """Concurrent clients reorder the log; the training rows `monitor --retrain` exports stay the same, each
+    request with its latest label and an unreadable row left out."""
+    contract, target = tuning_data.contract, tuning_data.contract.target.name
+    rows = records(tuning_data, 40)
+    labels = [json.dumps(plain(label)) for label in tuning_data.validation[target].head(40)]
+    relabel = next(label for label in labels if label != labels[0])
+    joined = pd.DataFrame(
+        {
+            "request_id": [f"r{i}" for i in range(40)] + ["r0", "broken"],
+            "input": [json.dumps(row) for row in rows] + [json.dumps(rows[0]), "{not json"],
+            "label": [*labels, relabel, labels[0]],
+        }
+    )
+    in_order = joined.assign(id=range(42))
+    # Another arrival order of the same requests: the log numbers rows as they arrive.
+    reordered = pd.concat([joined.head(40).sample(frac=1.0, random_state=0), joined.tail(2)]).assign(id=range(42))
+
+    exported = labelled_rows(in_order, contract)
+
+    pd.testing.assert_frame_equal(labelled_rows(reordered, contract), exported)
+    expected = sorted(json.loads(label) for label in [relabel, *labels[1:]])
+    assert sorted(exported[target].tolist()) == expected
 
 
 def test_a_log_from_an_older_service_still_reads(tmp_path: Path, tuning_data: TuningData) -> None:

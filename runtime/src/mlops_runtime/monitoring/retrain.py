@@ -19,6 +19,8 @@ from ..errors import StageError
 from ..files import read_json, write_parquet
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ..paths import Paths
     from ..schema import Contract
 
@@ -47,19 +49,31 @@ def export_labelled(log_url: str, paths: Paths, contract: Contract) -> int:
         raise StageError(f"cannot read the prediction log {log_url!r}: {error}") from None
     finally:
         engine.dispose()
-    latest = joined.sort_values("id").drop_duplicates("request_id", keep="last")
-    rows = []
-    for text, label in zip(latest["input"], latest["label"], strict=True):
-        try:
-            rows.append(json.loads(text) | {contract.target.name: json.loads(label)})
-        except (TypeError, ValueError):
-            continue  # an unreadable row is left out, as the monitoring job does
-    frame = pd.DataFrame.from_records(rows, columns=[*contract.feature_names, contract.target.name])
+    frame = labelled_rows(joined, contract)
     if frame.empty:
         return 0
     write_parquet(contract.coerce(frame), paths.feedback_rows)
     _dvc("add", str(paths.feedback_rows), cwd=paths)
     return len(frame)
+
+
+def labelled_rows(joined: pd.DataFrame, contract: Contract) -> pd.DataFrame:
+    """Each request's features with its latest label, in one order whatever order the requests arrived in.
+
+    Concurrent clients make arrival order the scheduler's, and the split is a seeded shuffle of row order:
+    ordered by content, the same log always gives the same training rows, so the same model.
+    """
+    import pandas as pd
+
+    latest = joined.sort_values("id").drop_duplicates("request_id", keep="last")
+    rows = []
+    pairs = zip(latest["input"], latest["label"], strict=True)
+    for text, label in sorted(pairs, key=lambda pair: (str(pair[0]), str(pair[1]))):
+        try:
+            rows.append(json.loads(text) | {contract.target.name: json.loads(label)})
+        except (TypeError, ValueError):
+            continue  # an unreadable row is left out, as the monitoring job does
+    return pd.DataFrame.from_records(rows, columns=[*contract.feature_names, contract.target.name])
 
 
 def retrain(log_url: str, paths: Paths, contract: Contract) -> dict[str, Any]:
