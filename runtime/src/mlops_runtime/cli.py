@@ -83,6 +83,11 @@ class ModelSourceOption(StrEnum):
     local = "local"
 
 
+class Engine(StrEnum):
+    local = "local"  # in this process, streamed chunk by chunk
+    spark = "spark"  # on a Spark master, as a Spark job
+
+
 def run_stage(name: str) -> dict[str, object]:
     """Run one stage with params.yaml from the current folder; user errors exit with status 1."""
     from .errors import StageError
@@ -277,6 +282,12 @@ def predict(
     target: Annotated[Path, typer.Argument(help="CSV or Parquet file to write predictions to")],
     chunk_rows: Annotated[int, typer.Option(min=1, help="rows per chunk (bounds memory)")] = 100_000,
     model_source: Annotated[ModelSourceOption | None, typer.Option(help=MODEL_SOURCE_HELP)] = None,
+    engine: Annotated[Engine, typer.Option(help="local: in this process; spark: a Spark job, TARGET a folder")] = (
+        Engine.local
+    ),
+    spark_master: Annotated[
+        str, typer.Option(envvar="SPARK_MASTER", help="the spark engine's master: local[N], spark://, k8s://, yarn")
+    ] = "local[*]",
 ) -> None:
     """Batch prediction with the served model, streamed chunk by chunk over one file or a glob (row numbers run on
     across files); rows that break the contract go to TARGET.errors.csv."""
@@ -291,7 +302,13 @@ def predict(
         params = load_params(config.paths.params)
         loaded = load_model(config, params.task, params.mlflow.registered_model)
         contract = load_contract(config.paths.schema)
-        result = predict_file(source, target, loaded, contract, chunk_rows, params.extract.missing_values)
+        markers = params.extract.missing_values
+        if engine == Engine.spark:
+            from .spark_batch import predict_spark
+
+            result = predict_spark(source, target, loaded, contract, spark_master, chunk_rows, markers)
+        else:
+            result = predict_file(source, target, loaded, contract, chunk_rows, markers)
         typer.echo(predict_summary(result))
 
     _user_errors_exit_1(run)
