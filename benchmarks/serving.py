@@ -16,6 +16,9 @@ log row is committed (group commit), against the asynchronous log of `--baseline
 queued rows in memory), one worker, at 8 and 32 connections, its log in SQLite and in PostgreSQL 15 (started
 as in tests/stack.py); and MLServer (its MLflow runtime, adaptive batching) serving the same model from its own
 environment at its best measured setting (benchmarks/mlserver_peer.py). Prints one JSON object.
+
+`--shadow` measures shadow mode: one worker serving the registry's champion, with and without the challenger
+scoring every answered request in shadow (SERVE_SHADOW=challenger), at --connections. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -360,6 +363,54 @@ def durability_report(args: argparse.Namespace) -> dict[str, object]:
     return report
 
 
+REGISTER_CHALLENGER = """
+import sys
+import mlflow
+from mlflow import MlflowClient
+client, name = MlflowClient(), sys.argv[1]
+champion = client.get_model_version_by_alias(name, "champion")
+copy = mlflow.register_model(champion.source, name)  # the same artifact again: a challenger of the same cost
+client.set_registered_model_alias(name, "challenger", copy.version)
+print(champion.version, copy.version)
+"""
+
+
+def shadow_report(args: argparse.Namespace) -> dict[str, object]:
+    """The --shadow run: one worker from the registry, shadow off against on (the champion's artifact registered
+    again as the challenger, so both models cost the same), alternating within each round; SQLite log."""
+    root = prepare_project(args)
+    package = next(p.name for p in (root / "src").iterdir() if (p / "cli.py").exists())
+    name = json.loads(
+        project_python(root, "import json, yaml; print(json.dumps(yaml.safe_load(open('params.yaml'))))")
+    )["mlflow"]["registered_model"]
+    champion, challenger = project_python(root, REGISTER_CHALLENGER, name).split()
+    row = one_row(root, "churned")
+    runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+    for _ in range(args.rounds):
+        for mode in runs:
+            port = free_port()
+            command = [str(root / ".venv" / "bin" / package), "serve", "--port", str(port)]
+            command += ["--model-source", "registry"]
+            settings = {
+                "SERVE_PREDICTION_LOG_URL": f"sqlite:///{tempfile.mkdtemp(prefix='bench-shadow-')}/predictions.db",
+                "SERVE_SHADOW": "challenger" if mode == "on" else "",
+            }
+            measured = serve_and_load(command, root, "/predict", row, args, port, [args.connections], settings)
+            runs[mode].append(measured[args.connections])
+    off, on = median_run(runs["off"]), median_run(runs["on"])
+    return {
+        "machine": {"cpus": os.cpu_count()},
+        "client": f"wrk, 1 thread, single-row POSTs, {args.connections} connections, 1 worker",
+        "champion": champion,
+        "challenger_in_shadow": challenger,
+        "shadow_off": off,
+        "shadow_on": on,
+        "throughput_on_over_off": round(on["requests_per_second"] / off["requests_per_second"], 3),
+        "p99_on_over_off": round(on["p99_ms"] / off["p99_ms"], 3),
+        "targets": {"throughput_on_over_off": ">= 0.85", "p99_on_over_off": "about 1 (within noise)"},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project", type=Path, help="a generated project with a trained model")
@@ -373,11 +424,15 @@ def main() -> None:
     parser.add_argument("--log-durability", action="store_true", help="measure the prediction log (see above)")
     parser.add_argument("--baseline-ref", default="9c30a73", help="the template revision with the asynchronous log")
     parser.add_argument("--baseline-project", type=Path, help="a trained project rendered from --baseline-ref")
+    parser.add_argument("--shadow", action="store_true", help="shadow mode on against off (see shadow_report)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed as the load client: apt-get install wrk")
     if args.log_durability:
         print(json.dumps(durability_report(args), indent=2))
+        return
+    if args.shadow:
+        print(json.dumps(shadow_report(args), indent=2))
         return
     root = prepare_project(args)
     package = next(p.name for p in (root / "src").iterdir() if (p / "cli.py").exists())

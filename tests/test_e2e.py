@@ -273,6 +273,51 @@ def test_registry_champion_challenger_promote_and_rollback(tmp_path: Path) -> No
     assert failed.returncode == 1
     assert "has no version 7" in failed.stderr
     check_reloads_under_load_fail_no_request(root)
+    check_the_challenger_in_shadow_earns_its_promotion(root)
+
+
+def check_the_challenger_in_shadow_earns_its_promotion(root: Path) -> None:
+    """v1 serves with v2 (three stumps) in shadow on the real server; labelled traffic; `monitor` compares them;
+    `promote` asks for v2's shadow record and refuses it as worse until the tolerance allows it; /reload serves
+    v2, with nothing left in shadow."""
+    settings = {
+        "SERVE_RELOAD_TOKEN": "s3cret",
+        "SERVE_FEEDBACK_TOKEN": FEEDBACK_TOKEN,
+        "SERVE_PREDICTION_LOG_URL": "sqlite:///shadow.db",
+        "SERVE_SHADOW": "challenger",
+    }
+    with serving(root, free_port(), **settings) as base:
+        info = http("GET", f"{base}/model")[1]
+        assert (info["version"], info["shadow"]["version"]) == ("1", "2"), info  # type: ignore[index]
+        cli(root, "simulate", "--url", base, "--rows", "600", "--feedback", "1.0", "--seed", "3", env=settings)
+        deadline = time.monotonic() + 60
+        while shadow_rows(root / "shadow.db") < 600:  # scored off the request path, then written
+            assert time.monotonic() < deadline, http("GET", f"{base}/model")
+            time.sleep(0.2)
+        monitored = run(["uv", "run", "--frozen", "churn_model", "monitor"], root, check=False, env=settings)
+        assert "shadow: v2 against champion v1 on 600 requests (600 labelled)" in monitored.stdout, monitored.stdout
+
+        edit_params(root, {"promote.shadow_min_rows": 300})
+        refused = run(["uv", "run", "--frozen", "churn_model", "promote", "2"], root, check=False, env=settings)
+        assert refused.returncode == 1
+        assert "version 2 is worse than the champion on the same 600 labelled requests" in refused.stderr
+        edit_params(root, {"promote.shadow_tolerance": 1.0})
+        promoted = cli(root, "promote", "2", env=settings)
+        assert "champion is now v2 (was v1)" in promoted, promoted
+
+        status, reloaded = http("POST", f"{base}/reload", headers={"authorization": "Bearer s3cret"})
+        assert (status, reloaded) == (200, {"reloaded": True, "previous_version": "1", "version": "2"})
+        info = http("GET", f"{base}/model")[1]
+        assert (info["version"], info["shadow"]) == ("2", None), info  # type: ignore[index]
+
+
+def shadow_rows(log: Path) -> int:
+    """The challenger's answers in a SQLite prediction log (0 before the table exists)."""
+    with sqlite3.connect(log) as connection:
+        found = connection.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'shadow_predictions'"
+        ).fetchone()[0]
+        return int(connection.execute("SELECT count(*) FROM shadow_predictions").fetchone()[0]) if found else 0
 
 
 def check_reloads_under_load_fail_no_request(root: Path) -> None:

@@ -206,16 +206,42 @@ def promote(
         typer.Option(metavar="REASON", help="promote a version trained from uncommitted changes; the reason is kept"),
     ] = None,
 ) -> None:
-    """Make VERSION the champion (the model that serves)."""
+    """Make VERSION the champion (the model that serves); with promote.shadow_min_rows set, only after it scored
+    that many labelled requests in shadow and was not worse than the champion on them."""
 
     def run() -> None:
+        from .params import load_params
         from .registry import promote as promote_version
 
-        name = _registered_model()
+        params = load_params()
+        name = params.mlflow.registered_model
+        if params.promote.shadow_min_rows:
+            typer.echo(shadow_record(params, version))
         previous = promote_version(name, version, force_reason=force)
         typer.echo(f"{name}: champion is now v{version} (was {f'v{previous}' if previous else 'none'}).")
 
     _user_errors_exit_1(run)
+
+
+def shadow_record(params: Params, version: str) -> str:
+    """`version`'s record in shadow mode (the whole prediction log), as one line; raises when it may not be promoted."""
+    import time
+
+    from .errors import StageError
+    from .metrics import is_classification
+    from .monitoring.shadow import compare, describe, promotion_refusal, read_shadow
+    from .schema import load_contract
+
+    config = _serving_config(None)
+    contract = load_contract(config.paths.schema)
+    classes = contract.classes if is_classification(params.task) else []
+    pairs = read_shadow(config.prediction_log_url, 0.0, time.time() + 1, classes)
+    found = compare(pairs, params.task, params.train.primary_metric, params.monitor)
+    entry = next((entry for entry in found if entry["challenger"] == version), None)
+    refusal = promotion_refusal(entry, version, params.promote)
+    if refusal is not None or entry is None:  # no record is refused too: shadow_min_rows is above 0 here
+        raise StageError(f"not promoted: {refusal}")
+    return describe(entry)
 
 
 @app.command()
@@ -515,9 +541,11 @@ def purge(
         cutoff = retention_cutoff(older_than, time.time())
         deleted = purge_log(_serving_config(None).prediction_log_url, cutoff)
         moment = datetime.fromtimestamp(cutoff, UTC).isoformat(timespec="seconds")
+        shadow = deleted["shadow_predictions"]
         typer.echo(
             f"purge: deleted {deleted['predictions']} predictions, {deleted['feedback']} feedback rows and"
             f" {deleted['refusals']} refusals from before {moment}"
+            + (f", and {shadow} answers of a challenger in shadow" if shadow else "")
         )
 
     _user_errors_exit_1(run)

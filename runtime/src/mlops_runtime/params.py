@@ -222,6 +222,13 @@ class MonitorParams(Section):
     seed: int = 42
 
 
+class PromoteParams(Section):
+    """What `promote` asks of a version's record in shadow mode (SERVE_SHADOW) before it becomes champion."""
+
+    shadow_min_rows: int = Field(0, ge=0)  # labelled requests it scored in shadow; 0: no shadow record needed
+    shadow_tolerance: float = Field(0.0, ge=0.0)  # how much worse than the champion on them still promotes
+
+
 class MlflowParams(Section):
     experiment: str
     registered_model: str
@@ -241,6 +248,7 @@ class Params(Section):
     evaluate: EvaluateParams = EvaluateParams()
     accept: AcceptParams = AcceptParams()
     monitor: MonitorParams = MonitorParams()
+    promote: PromoteParams = PromoteParams()
     mlflow: MlflowParams
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -35,9 +35,14 @@ def register(registry: MlflowClient, name: str, model_uri: str, tags: dict[str, 
 
 def load_champion(name: str) -> tuple[Any, ModelVersion]:
     """The champion's fitted Pipeline and its registry entry (tags: metrics, lineage)."""
+    return load_alias(name, CHAMPION)
+
+
+def load_alias(name: str, alias: str) -> tuple[Any, ModelVersion]:
+    """The fitted Pipeline an alias points at (`champion`, `challenger`) and its registry entry."""
     import mlflow.sklearn
 
-    version = client().get_model_version_by_alias(name, CHAMPION)
+    version = client().get_model_version_by_alias(name, alias)
     return mlflow.sklearn.load_model(f"models:/{name}/{version.version}"), version
 
 

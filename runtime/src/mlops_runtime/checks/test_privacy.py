@@ -29,6 +29,7 @@ from mlops_runtime.serving.predlog import (
     make_engine,
     predictions,
     refusals,
+    shadow_predictions,
 )
 from mlops_runtime.testing import MAX_RECORDS, records
 
@@ -134,6 +135,20 @@ def seed_log(url: str) -> None:
             refusals.insert(),
             [{"created_at": NOW - days * DAY, "reason": "contract", "fields": "age"} for days in (45, 31, 2)],
         )
+        connection.execute(
+            shadow_predictions.insert(),
+            [
+                {
+                    "request_id": request_id,
+                    "created_at": NOW - days * DAY,
+                    "model_version": "2",
+                    "role": "challenger",
+                    "output": json.dumps({"prediction": 2.0}),
+                    "latency_ms": 1.0,
+                }
+                for request_id, days in ages.items()
+            ],
+        )
     engine.dispose()
 
 
@@ -156,7 +171,9 @@ def test_purge_deletes_exactly_the_rows_older_than_the_cutoff(tmp_path: Path, mo
 
     assert result.exit_code == 0, result.output
     assert "deleted 2 predictions, 2 feedback rows and 2 refusals" in result.output
+    assert "and 2 answers of a challenger in shadow" in result.output
     assert table(url, "predictions")["request_id"].tolist() == ["new-1"]
+    assert table(url, "shadow_predictions")["request_id"].tolist() == ["new-1"]
     assert table(url, "feedback")["request_id"].tolist() == ["new-1"]
     assert table(url, "refusals")["created_at"].tolist() == [pytest.approx(NOW - 2 * DAY)]
 

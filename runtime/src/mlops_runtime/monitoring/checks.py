@@ -241,16 +241,10 @@ def realised_performance(
     y_true = np.array(window.served["label"].to_numpy()[labelled].tolist())
     predicted = np.array(window.served["prediction"].to_numpy()[labelled].tolist())
     proba = None if window.probabilities is None else window.probabilities[labelled]
-    point = _metric_or_none(task, y_true, predicted, proba, classes, metric)
-    rng = np.random.default_rng(params.seed)
-    resampled = [
-        _metric_or_none(task, y_true[index], predicted[index], None if proba is None else proba[index], classes, metric)
-        for index in (rng.integers(0, count, count) for _ in range(params.bootstrap))
-    ]
-    values = np.array([value for value in resampled if value is not None])
-    if point is None or values.size == 0:
+    found = metric_interval(task, y_true, predicted, proba, classes, metric, params)
+    if found is None:
         return not_judged("performance", f"{metric} is undefined on these labels", labelled=count)
-    low, high = (float(v) for v in np.percentile(values, [2.5, 97.5]))
+    point, low, high = found
     nearest = high if HIGHER_IS_BETTER[metric] else low
     reference = offline[metric]
     drop = max(0.0, -improvement(metric, nearest, reference) / abs(reference)) if reference else 0.0
@@ -264,6 +258,27 @@ def realised_performance(
         offline=reference,
         labelled=count,
     )
+
+
+def metric_interval(
+    task: str, y_true: Any, predicted: Any, proba: Any, classes: list[Any], metric: str, params: MonitorParams
+) -> tuple[float, float, float] | None:
+    """`metric` on labelled rows and its 95% bootstrap interval (params.bootstrap resamples, seeded); None when
+    the metric is undefined on them (one class only, say)."""
+    import numpy as np
+
+    count = len(y_true)
+    point = _metric_or_none(task, y_true, predicted, proba, classes, metric)
+    rng = np.random.default_rng(params.seed)
+    resampled = [
+        _metric_or_none(task, y_true[index], predicted[index], None if proba is None else proba[index], classes, metric)
+        for index in (rng.integers(0, count, count) for _ in range(params.bootstrap))
+    ]
+    values = np.array([value for value in resampled if value is not None])
+    if point is None or values.size == 0:
+        return None
+    low, high = (float(v) for v in np.percentile(values, [2.5, 97.5]))
+    return float(point), low, high
 
 
 def _metric_or_none(

@@ -21,6 +21,7 @@ from ..metrics import is_classification
 from ..schema import load_contract
 from ..secrets import shown_url
 from . import checks
+from .shadow import compare, describe, read_shadow
 from .window import monitored, read_window
 
 if TYPE_CHECKING:
@@ -93,6 +94,9 @@ def run(
         "versions": versions,
         "created_at": _iso(time.time()),
     }
+    shadow = read_shadow(log_url, start, end, contract.classes if is_classification(params.task) else [])
+    if len(shadow.rows):  # a challenger in shadow mode: compared, not judged (promote decides)
+        summary["shadow"] = compare(shadow, params.task, params.train.primary_metric, params.monitor)
     if window.served.empty:
         summary["note"] = "no predictions in the window: nothing to judge"
     out = paths.monitoring_dir / datetime.fromtimestamp(end, UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -207,6 +211,7 @@ def console_report(summary: dict[str, Any]) -> list[str]:
     that are not ok (check, value, threshold, status; alerts first), the checks not judged, and the report."""
     window, report = summary["window"], summary.get("report", "(not written)")
     where = f"{window['rows']} rows from {window['start']} to {window['end']}"
+    shadow = [describe(entry) for entry in summary.get("shadow", [])]
     if "note" in summary:
         return [f"monitor: {summary['status']}: {summary['note']} ({where}); report: {report}"]
     entries = [(str(check["check"]), check) for check in summary["checks"]]
@@ -227,7 +232,7 @@ def console_report(summary: dict[str, Any]) -> list[str]:
         line = f"monitor: ok: all {len(judged)} checks ok on {where}"
         if unjudged:
             line += f"; not judged: {', '.join(unjudged)}"
-        return [f"{line}; report: {report}"]
+        return [f"{line}; report: {report}", *shadow]
     rows = [("check", "value", "threshold", "status")]
     rows += [(name, *_reading(check), check["status"]) for name, check in flagged]
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
@@ -237,7 +242,7 @@ def console_report(summary: dict[str, Any]) -> list[str]:
         for row in rows
     ]
     lines += [f"not judged: {name}" for name in unjudged]
-    return [*lines, f"report: {report}"]
+    return [*lines, *shadow, f"report: {report}"]
 
 
 def _reading(check: dict[str, Any]) -> tuple[str, str]:

@@ -35,6 +35,8 @@ def write_report(
     profiles: dict[str, dict[str, Any]],
 ) -> Path:
     sections = [_status_table(summary)]
+    if summary.get("shadow"):
+        sections.append(_shadow_table(summary["shadow"]))
     for version, profile in profiles.items():
         part = window.version(version)
         sections.append(f"<h2>Model version {html.escape(version)}: {len(part.served)} rows</h2>")
@@ -72,6 +74,31 @@ def _status_table(summary: dict[str, Any]) -> str:
         )
     header = "<tr><th>version</th><th>check</th><th>status</th><th>value</th><th>warn / alert</th><th>detail</th></tr>"
     return f'<table id="status">\n{header}\n' + "\n".join(rows) + "\n</table>"
+
+
+def _shadow_table(entries: list[dict[str, Any]]) -> str:
+    """Champion against challenger on the same requests (shadow mode): one row per role and challenger."""
+    header = (
+        "<tr><th>version</th><th>role</th><th>requests</th><th>labelled</th><th>agreement</th>"
+        "<th>metric [95% interval]</th><th>p50 / p95 ms</th></tr>"
+    )
+    rows = []
+    for entry in entries:
+        metric = entry["metric"]
+        agreement = (
+            f"{entry['agreement']:.1%}" if "agreement" in entry else f"MAD {entry['mean_absolute_difference']:.4g}"
+        )
+        for role in ("champion", "challenger"):
+            figure, latency = entry[f"{role}_{metric}"], entry[f"{role}_latency_ms"]
+            scored = "n/a" if figure is None else "{:.4f} [{:.4f}, {:.4f}]".format(figure["value"], *figure["interval"])
+            timing = "a request" if role == "champion" else "a model call"
+            rows.append(
+                f"<tr><td>{html.escape(entry[role])}</td><td>{role}</td><td>{entry['rows']}</td>"
+                f"<td>{entry['labelled']}</td><td>{agreement}</td><td>{html.escape(metric)} {scored}</td>"
+                f"<td>{latency['p50']:.2f} / {latency['p95']:.2f} ({timing})</td></tr>"
+            )
+    table = "\n".join([header, *rows])
+    return f'<h2>Shadow: champion against challenger</h2>\n<table id="shadow">\n{table}\n</table>'
 
 
 def _detail(check: dict[str, Any]) -> str:

@@ -87,7 +87,7 @@ def read_window(url: str, start: float, end: float, contract: Contract, task: st
     rows = rows.loc[features.index].reset_index(drop=True)
     kept_outputs = [outputs[i] for i in features.index]
     latest = labels.sort_values("id").drop_duplicates("request_id", keep="last")
-    label_of = dict(zip(latest["request_id"], latest["label"].map(_json_or_none), strict=True))
+    label_of = dict(zip(latest["request_id"], latest["label"].map(json_or_none), strict=True))
     served = pd.DataFrame(
         {
             "request_id": rows["request_id"],
@@ -99,7 +99,7 @@ def read_window(url: str, start: float, end: float, contract: Contract, task: st
         }
     )
     classes = [str(label) for label in contract.classes] if is_classification(task) else []
-    probabilities = _probabilities(kept_outputs, classes) if classes else None
+    probabilities = probability_matrix(kept_outputs, classes) if classes else None
     return Window(
         start,
         end,
@@ -144,7 +144,8 @@ def _decode(raw: pd.DataFrame) -> tuple[list[dict[str, Any]], list[dict[str, Any
     return inputs, outputs, np.asarray(reasons, dtype=object)
 
 
-def _probabilities(outputs: list[dict[str, Any]], classes: list[str]) -> np.ndarray:
+def probability_matrix(outputs: list[dict[str, Any]], classes: list[str]) -> np.ndarray:
+    """Logged answers' class probabilities, one column per class in `classes` order (NaN where one is missing)."""
     import numpy as np
 
     matrix = np.full((len(outputs), len(classes)), np.nan)
@@ -157,7 +158,8 @@ def _probabilities(outputs: list[dict[str, Any]], classes: list[str]) -> np.ndar
     return matrix
 
 
-def _json_or_none(text: Any) -> Any:
+def json_or_none(text: Any) -> Any:
+    """A logged JSON value, or None when it is not JSON."""
     try:
         return json.loads(text)
     except (TypeError, ValueError):

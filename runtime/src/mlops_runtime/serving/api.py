@@ -42,6 +42,14 @@ class FeedbackStored(BaseModel):
     stored: bool
 
 
+class ShadowInfo(BaseModel):
+    version: str
+    role: str
+    scored: int = Field(description="rows scored and logged since it was loaded")
+    dropped: int = Field(description="rows not scored: the backlog was full")
+    failed: int = Field(description="rows the model failed to score")
+
+
 class ModelInfo(BaseModel):
     name: str
     version: str
@@ -51,6 +59,7 @@ class ModelInfo(BaseModel):
     metrics: dict[str, Any]
     input_schema: dict[str, Any]
     inference: str = Field(description="direct (the Pipeline's steps one by one, checked identical) or pipeline")
+    shadow: ShadowInfo | None = Field(None, description="the model scoring in shadow mode (SERVE_SHADOW), if any")
 
 
 class Health(BaseModel):

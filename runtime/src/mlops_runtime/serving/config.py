@@ -33,6 +33,9 @@ class ServingConfig:
     # Labels train the next model (`monitor --retrain`): only a client holding this token may post them.
     feedback_token: str | None = field(default=None, repr=False)
     require_acceptance: bool = True  # a local model must carry an accepting verdict; off only for accept's canary
+    # Shadow mode: the registry alias (`challenger`) whose model scores every answered request off the request
+    # path, its answers logged beside the champion's; None: off.
+    shadow_alias: str | None = None
 
     @property
     def model_path(self) -> Path:
@@ -56,7 +59,21 @@ class ServingConfig:
             log_journal_max_rows=_positive_int(environ, "SERVE_LOG_JOURNAL_MAX_ROWS", cls.log_journal_max_rows),
             reload_token=environ.get("SERVE_RELOAD_TOKEN") or None,
             feedback_token=environ.get("SERVE_FEEDBACK_TOKEN") or None,
+            shadow_alias=_shadow_alias(environ.get("SERVE_SHADOW", "")),
         )
+
+
+def _shadow_alias(value: str) -> str | None:
+    """SERVE_SHADOW: empty (off) or the registry alias to score in shadow, usually `challenger`."""
+    alias = value.strip()
+    if not alias:
+        return None
+    if alias == "champion" or not alias.replace("-", "").replace("_", "").isalnum():
+        raise StageError(
+            f"SERVE_SHADOW names the registry alias to score in shadow (challenger), got {value!r}:"
+            " the champion already answers every request."
+        )
+    return alias
 
 
 def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:

@@ -77,12 +77,31 @@ def load_model(config: ServingConfig, task: str, registered_model: str) -> Loade
     return from_local(task, config.model_path, config.paths, config.require_acceptance)
 
 
-def from_registry(task: str, name: str, paths: Paths) -> LoadedModel:
+def load_shadow(config: ServingConfig, task: str, registered_model: str, serving: LoadedModel) -> LoadedModel | None:
+    """The model SERVE_SHADOW's alias points at, to score beside `serving`; None when shadow mode is off or
+    the alias is unset or points at the served version (after a promote: nothing to compare)."""
+    if config.shadow_alias is None:
+        return None
+    if serving.source != "registry":
+        raise StageError(
+            f"shadow mode (SERVE_SHADOW={config.shadow_alias}) needs the model registry, but the served model is"
+            f" {serving.source} ({serving.version}): serve from the registry (--model-source registry)."
+        )
+    from ..registry import alias_version
+    from ..tracking import client
+
+    version = alias_version(client(), registered_model, config.shadow_alias)
+    if version is None or version == serving.version:
+        return None
+    return from_registry(task, registered_model, config.paths, config.shadow_alias)
+
+
+def from_registry(task: str, name: str, paths: Paths, alias: str = "champion") -> LoadedModel:
     if not store_exists(paths.root):
         raise StageError(f"no MLflow store at {tracking_uri()}")
-    from ..registry import load_champion
+    from ..registry import load_alias
 
-    model, version = load_champion(name)
+    model, version = load_alias(name, alias)
     metrics = json.loads(version.tags.get("metrics", "{}"))
     registered = version.creation_timestamp / 1000
     return LoadedModel(model, task, name, str(version.version), "registry", metrics, registered)

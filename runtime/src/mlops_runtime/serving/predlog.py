@@ -53,6 +53,19 @@ feedback = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+# What the challenger answered to the requests the champion answered (shadow mode, SERVE_SHADOW): its
+# version, its role, its output, and how long its model call took for the batch the request was in.
+shadow_predictions = sa.Table(
+    "shadow_predictions",
+    metadata,
+    sa.Column("request_id", sa.String(36), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("output", sa.Text, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+)
+
 # Requests the service refused: the reason and the fields at fault, never the refused body.
 refusals = sa.Table(
     "refusals",
@@ -192,6 +205,10 @@ def purge(url: str, before: float) -> dict[str, int]:
             }
             if refusals.name in tables:  # a log written before refusals were recorded has none
                 deleted["refusals"] = connection.execute(refusals.delete().where(refusals.c.created_at < before))
+            if shadow_predictions.name in tables:  # nor one written before shadow mode
+                deleted["shadow_predictions"] = connection.execute(
+                    shadow_predictions.delete().where(shadow_predictions.c.created_at < before)
+                )
         if sqlite:
             with engine.connect() as connection:
                 connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -199,7 +216,7 @@ def purge(url: str, before: float) -> dict[str, int]:
         raise StageError(f"cannot purge the prediction log {url!r}: {error}") from None
     finally:
         engine.dispose()
-    return {"refusals": 0} | {table: result.rowcount for table, result in deleted.items()}
+    return {"refusals": 0, "shadow_predictions": 0} | {table: result.rowcount for table, result in deleted.items()}
 
 
 class LogUnavailableError(Exception):
@@ -303,6 +320,12 @@ class PredictionLog:
             }
             for row in rows
         ]
+
+    def record_shadow(self, rows: list[dict[str, Any]]) -> None:
+        """Queue the challenger's answers (request_id, created_at, model_version, role, output, latency_ms): written
+        with the next commit, and nobody waits for them."""
+        encoded = [row | {"output": json.dumps(row["output"])} for row in rows]
+        self._queue.put(_Write(shadow_predictions, encoded))
 
     def record_refusal(self, reason: str, fields: list[str]) -> None:
         """Queue a refused request: its reason (contract, too_large, not_json) and each field at fault."""
@@ -475,7 +498,7 @@ def _by_table(writes: list[_Write]) -> dict[sa.Table, list[dict[str, Any]]]:
 def insert_entries(engine: sa.Engine, entries: list[Entry]) -> None:
     """Journal entries into their tables in one transaction; a prediction already there is skipped (a write-back
     cut short by a crash is done again, and no request is logged twice)."""
-    tables = {table.name: table for table in (predictions, refusals)}
+    tables = {table.name: table for table in (predictions, shadow_predictions, refusals)}
     grouped: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         grouped.setdefault(entry.table, []).append(entry.row)

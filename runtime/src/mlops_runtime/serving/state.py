@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, Request
 
 from .batching import MicroBatcher
-from .loader import LoadedModel, load_model
+from .loader import LoadedModel, load_model, load_shadow
 from .predlog import PredictionLog
+from .shadow import Shadow
 from .telemetry import ServiceMetrics
 
 if TYPE_CHECKING:
@@ -29,11 +30,18 @@ class ServiceState:
     log: PredictionLog
     metrics: ServiceMetrics
     batcher: MicroBatcher = field(init=False)
+    shadow: Shadow | None = field(init=False, default=None)  # the challenger in shadow mode (SERVE_SHADOW)
 
     def __post_init__(self) -> None:
         self.batcher = MicroBatcher(self.predict_rows, max_rows=max(self.config.max_records, 256))
         self.metrics.model_loaded(self.model)
         self.metrics.watch_log(self.log)
+        self.shadow = self.shadow_beside(self.model)
+
+    def shadow_beside(self, serving: LoadedModel) -> Shadow | None:
+        """The scorer of SERVE_SHADOW's alias beside `serving`, or None (off, or nothing to compare)."""
+        challenger = load_shadow(self.config, self.task, self.registered_model, serving)
+        return None if challenger is None else Shadow(challenger.for_requests(self.contract), self.contract, self.log)
 
     @classmethod
     def start(cls, config: ServingConfig, contract: Contract, task: str, registered_model: str) -> ServiceState:
@@ -58,13 +66,19 @@ class ServiceState:
         self.log.record_refusal(reason, fields)
 
     def reload(self) -> LoadedModel:
-        """Load the current champion and serve it; returns the model it replaces. Raises if loading fails."""
+        """Load the current champion and serve it, and the alias in shadow beside it; returns the model it
+        replaces. Raises if loading fails, and then serves and shadows what it did before."""
         fresh = load_model(self.config, self.task, self.registered_model).for_requests(self.contract)
-        previous, self.model = self.model, fresh
+        shadow = self.shadow_beside(fresh)
+        (previous, self.model), (replaced, self.shadow) = (self.model, fresh), (self.shadow, shadow)
         self.metrics.model_loaded(fresh)
+        if replaced is not None:
+            replaced.close()
         return previous
 
     def close(self) -> None:
+        if self.shadow is not None:  # its last answers reach the log before the log closes
+            self.shadow.close()
         self.log.close()
 
 

@@ -49,6 +49,7 @@ def router(record: type[BaseModel]) -> APIRouter:
             "metrics": loaded.metrics,
             "input_schema": record_schema,
             "inference": "direct" if loaded.direct else "pipeline",
+            "shadow": None if state.shadow is None else state.shadow.describe(),
         }
 
     @routes.get("/metrics", response_class=Response)

@@ -95,6 +95,8 @@ def router(record: type[BaseModel], config: ServingConfig) -> APIRouter:
         except LogUnavailableError as error:
             return problem(503, f"not answered: {error}; retry later", headers={"retry-after": "5"})
         state.metrics.predicted(answers, latency)
+        if state.shadow is not None:  # answered: the challenger scores the same rows off the request path
+            state.shadow.submit(ids, rows)
         predictions = [answer | {"request_id": request_id} for request_id, answer in zip(ids, answers, strict=True)]
         return JSONResponse({"model": loaded.name, "model_version": loaded.version, "predictions": predictions})
 
