@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import StageError
 from ..metrics import improvement, is_classification
 from .checks import metric_interval
-from .window import json_or_none, probability_matrix
+from .window import json_or_none, latest_labels, probability_matrix
 
 if TYPE_CHECKING:
     import numpy as np
@@ -79,8 +79,7 @@ def pairs_of(raw: pd.DataFrame, labels: pd.DataFrame, classes: list[Any]) -> Sha
     kept = raw[pd.Series(readable, index=raw.index, dtype=bool)].reset_index(drop=True)  # [] would pick columns
     champion = [a for a, b in decoded if a is not None and b is not None]
     challenger = [b for a, b in decoded if a is not None and b is not None]
-    latest = labels.sort_values("id").drop_duplicates("request_id", keep="last")
-    label_of = dict(zip(latest["request_id"], latest["label"].map(json_or_none), strict=True))
+    label_of = latest_labels(labels)
     rows = pd.DataFrame(
         {
             "request_id": kept["request_id"],

@@ -86,8 +86,7 @@ def read_window(url: str, start: float, end: float, contract: Contract, task: st
     features, reasons = contract.check_rows(pd.DataFrame.from_records(inputs, columns=contract.feature_names))
     rows = rows.loc[features.index].reset_index(drop=True)
     kept_outputs = [outputs[i] for i in features.index]
-    latest = labels.sort_values("id").drop_duplicates("request_id", keep="last")
-    label_of = dict(zip(latest["request_id"], latest["label"].map(json_or_none), strict=True))
+    label_of = latest_labels(labels)
     served = pd.DataFrame(
         {
             "request_id": rows["request_id"],
@@ -156,6 +155,12 @@ def probability_matrix(outputs: list[dict[str, Any]], classes: list[str]) -> np.
             if isinstance(value, (int, float)):
                 matrix[i, j] = value
     return matrix
+
+
+def latest_labels(labels: pd.DataFrame) -> dict[str, Any]:
+    """Each request's label (feedback rows: request_id, label, id): the last one posted, decoded."""
+    latest = labels.sort_values("id").drop_duplicates("request_id", keep="last")
+    return dict(zip(latest["request_id"], latest["label"].map(json_or_none), strict=True))
 
 
 def json_or_none(text: Any) -> Any:
