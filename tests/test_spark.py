@@ -175,3 +175,11 @@ def test_files_of_two_formats_are_one_clear_error(tuning_data: TuningData, loade
     rows.to_parquet(tmp_path / "b.parquet")
     with pytest.raises(StageError, match=r"mix \.csv and \.parquet"):
         predict_spark(tmp_path / "[ab].*", tmp_path / "out.parquet", loaded, tuning_data.contract, MASTER, 64)
+
+
+def test_a_file_with_a_header_only_scores_no_row_and_says_so(
+    tuning_data: TuningData, loaded: LoadedModel, tmp_path: Path
+) -> None:
+    tuning_data.validation.head(0).to_csv(tmp_path / "empty.csv", index=False)
+    result = predict_spark(tmp_path / "empty.csv", tmp_path / "out.parquet", loaded, tuning_data.contract, MASTER, 64)
+    assert (result["rows"], result["predicted"], result["errors"]) == (0, 0, None)

@@ -229,7 +229,8 @@ def _run(
     scored = scored.persist()  # counted, then written: scored once
     try:
         counts = {str(row[FILE]): int(row["count"]) for row in scored.groupBy(FILE).count().collect()}
-        offsets = spark.createDataFrame(list(file_offsets(counts, files).items()), [FILE, "__mlops_offset"])
+        first_rows = list(file_offsets(counts, files).items())  # none for files with a header only
+        offsets = spark.createDataFrame(first_rows, f"{FILE} string, __mlops_offset long")
         rows = scored.join(sf.broadcast(offsets), FILE).withColumn("row", sf.col(POSITION) + sf.col("__mlops_offset"))
         refused = rows.where(sf.col(REASON).isNotNull()).select("row", sf.col(REASON).alias("reason")).orderBy("row")
         errors = refused.toPandas()
