@@ -95,14 +95,15 @@ def export(tuning_data: TuningData, seed: int) -> pd.DataFrame:
 
 
 def write_parts(rows: pd.DataFrame, folder: Path, suffix: str, parts: int) -> Path:
-    """`rows` in `parts` files named so that they sort in order, as exports write them ("NA" for missing)."""
+    """`rows` in `parts` files named so that they sort in order, as exports write them: a CSV as R's write.csv
+    does, "NA" for missing and the row names first, in a column with an empty name."""
     folder.mkdir()
     bounds = np.linspace(0, len(rows), parts + 1).astype(int)
     for number, (start, stop) in enumerate(pairwise(bounds)):
         piece = rows.iloc[start:stop]
         path = folder / f"part-{number:03d}{suffix}"
         if suffix == ".csv":
-            piece.to_csv(path, index=False, na_rep="NA")
+            piece.set_axis(piece.index + 1).to_csv(path, index_label="", na_rep="NA")
         else:
             piece.astype({column: str for column in rows.columns if rows[column].dtype == object}).to_parquet(path)
     return folder / f"part-*{suffix}"
@@ -150,6 +151,7 @@ def test_spark_answers_every_row_as_the_in_process_engine_does(
     assert set(pd.read_csv(result["errors"])["row"]) == REFUSED
     for key in ("rows", "predicted", "rejected", "kept_columns", "model_version"):
         assert result[key] == expected[key], key
+    assert ("Unnamed: 0" in result["kept_columns"]) == (suffix == ".csv")  # R's row names, named as pandas does
 
 
 @pytest.mark.parametrize("task", ["binary_classification"])  # the engine's plumbing: one task is enough
@@ -177,6 +179,18 @@ def test_files_of_two_formats_are_one_clear_error(tuning_data: TuningData, loade
     rows.to_parquet(tmp_path / "b.parquet")
     with pytest.raises(StageError, match=r"mix \.csv and \.parquet"):
         predict_spark(tmp_path / "[ab].*", tmp_path / "out.parquet", loaded, tuning_data.contract, MASTER, 64)
+
+
+@pytest.mark.parametrize("task", ["binary_classification"])  # the engine's plumbing: one task is enough
+def test_csv_files_with_other_headers_are_one_clear_error(
+    tuning_data: TuningData, loaded: LoadedModel, tmp_path: Path
+) -> None:
+    """Spark reads CSV columns by position: a file whose columns come in another order is refused, not misread."""
+    rows = tuning_data.contract.split_xy(tuning_data.validation)[0]
+    rows.to_csv(tmp_path / "a.csv", index=False)
+    rows[rows.columns[::-1]].to_csv(tmp_path / "b.csv", index=False)
+    with pytest.raises(StageError, match=r"one header: b\.csv has "):
+        predict_spark(tmp_path / "*.csv", tmp_path / "out.parquet", loaded, tuning_data.contract, MASTER, 64)
 
 
 @pytest.mark.parametrize("task", ["binary_classification"])  # the engine's plumbing: one task is enough

@@ -425,7 +425,7 @@ def simulate(
         frame, labels = traffic(contract, base, rows, chosen, seed)
         if url:
             token = os.environ.get("SERVE_FEEDBACK_TOKEN") or None  # the service's: labels need it
-            result = send_over_http(url, frame, labels, feedback, seed, feedback_token=token)
+            result = send_over_http(url, contract, frame, labels, feedback, seed, feedback_token=token)
         else:
             from .serving.loader import load_model
 

@@ -86,21 +86,40 @@ def file_format(files: Sequence[Path]) -> str:
     return formats.pop()
 
 
-def read_source(spark: SparkSession, files: Sequence[Path], fmt: str) -> DataFrame:
-    """The files as one DataFrame with each row's file; Parquet rows also with their position in it.
+def csv_header(files: Sequence[Path]) -> list[str]:
+    """The CSV files' column names as the in-process engine reads them: pandas names R's unnamed row-names
+    column "Unnamed: 0", where Spark's own header check fails on it. Spark reads the columns by position,
+    so every file must have the same header."""
+    import pandas as pd
 
-    A CSV is read as text and never split across tasks (`multiLine`, which quoted line breaks in free
-    text need anyway), so its rows reach one task in file order: `number_csv_rows` numbers them there.
+    headers = {path: list(pd.read_csv(path, nrows=0).columns) for path in files}
+    first = headers[files[0]]
+    for path, names in headers.items():
+        if names != first:
+            raise StageError(
+                f"the spark engine reads CSV files with one header: {path.name} has {', '.join(names)}, "
+                f"{files[0].name} has {', '.join(first)}."
+            )
+    return first
+
+
+def read_source(spark: SparkSession, files: Sequence[Path], header: list[str] | None) -> DataFrame:
+    """The files as one DataFrame with each row's file; Parquet rows (no `header`) also with their position in it.
+
+    A CSV is read as text, its columns named by `header`, and never split across tasks (`multiLine`, which
+    quoted line breaks in free text need anyway), so its rows reach one task in file order: `number_csv_rows`
+    numbers them there.
     """
     from pyspark.sql import functions as sf
+    from pyspark.sql.types import StringType, StructField, StructType
 
     paths = [str(path.resolve()) for path in files]  # the JVM's working folder may not be ours
-    if fmt == "csv":
-        reader = spark.read.options(
-            header=True, multiLine=True, escape='"', nullValue=NEVER, emptyValue="", enforceSchema=False
+    if header is not None:
+        text = StructType([StructField(name, StringType()) for name in header])
+        reader = spark.read.schema(text).options(
+            header=True, multiLine=True, escape='"', nullValue=NEVER, emptyValue=""
         )
-        frame = reader.csv(paths)
-        return frame.select("*", sf.col("_metadata.file_path").alias(FILE))
+        return reader.csv(paths).select("*", sf.col("_metadata.file_path").alias(FILE))
     frame = spark.read.parquet(*paths)
     return frame.select("*", sf.col("_metadata.file_path").alias(FILE), sf.col("_metadata.row_index").alias(POSITION))
 
@@ -181,13 +200,13 @@ def predict_spark(
     Returns what `batch.predict_file` returns, so `predict` says the same one line.
     """
     files = source_files(source)
-    fmt = file_format(files)
+    header = csv_header(files) if file_format(files) == "csv" else None
     if target.suffix.lower() not in (".parquet", ".csv"):
         raise StageError(f"{target}: batch prediction writes .csv or .parquet files.")
     started = time.perf_counter()
     spark = spark_session(master, batch_rows)
     try:
-        return _run(spark, files, fmt, target, replace(loaded, direct=None), contract, markers, started)
+        return _run(spark, files, header, target, replace(loaded, direct=None), contract, markers, started)
     except StageError:
         raise
     except Exception as error:  # a Spark job failed: its first line, not the JVM's stack
@@ -202,7 +221,7 @@ def predict_spark(
 def _run(
     spark: SparkSession,
     files: Sequence[Path],
-    fmt: str,
+    header: list[str] | None,
     target: Path,
     loaded: LoadedModel,
     contract: Contract,
@@ -213,10 +232,10 @@ def _run(
     from pyspark.sql import functions as sf
     from pyspark.sql.types import LongType, StructField, StructType
 
-    frame = read_source(spark, files, fmt)
+    frame = read_source(spark, files, header)
     caller = [name for name in frame.columns if name not in (FILE, POSITION)]
     kept = kept_columns(pd.DataFrame(columns=caller), contract, loaded)
-    if fmt == "csv":
+    if header is not None:
         numbered = StructType([*frame.schema.fields, StructField(POSITION, LongType())])
         frame = frame.mapInPandas(number_csv_rows, numbered)
     cores = spark.sparkContext.defaultParallelism
@@ -235,7 +254,8 @@ def _run(
         refused = rows.where(sf.col(REASON).isNotNull()).select("row", sf.col(REASON).alias("reason")).orderBy("row")
         errors = refused.toPandas()
         answers = [name for name in columns if name not in (FILE, POSITION, REASON, *kept)]
-        predicted = rows.where(sf.col(REASON).isNull()).select("row", *kept, *answers)
+        named = [sf.col(f"`{name.replace('`', '``')}`") for name in [*kept, *answers]]  # a "." is no field
+        predicted = rows.where(sf.col(REASON).isNull()).select("row", *named)
         writer = predicted.write.mode("overwrite")
         if target.suffix.lower() == ".csv":
             writer.options(header=True, escape='"').csv(str(target.resolve()))

@@ -2,6 +2,7 @@
 
 import http.server
 import json
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -352,6 +353,49 @@ def test_corrupt_log_rows_are_skipped_and_counted(
 
     assert len(window.served) == 300
     assert window.corrupt == 4
+
+
+DATED_SCHEMA = """
+target: {name: unemployed, type: numeric, min: 0.0, max: 100.0}
+features:
+  month: {type: datetime, owner: tests, pii: false}
+  savings: {type: numeric, min: 0.0, max: 40.0, owner: tests, pii: false}
+"""
+
+
+def test_a_date_feature_goes_through_simulate_the_log_the_checks_and_the_report(tmp_path: Path) -> None:
+    """As ggplot2's economics: simulate writes a date as a client does (ISO 8601), so the window reads back every
+    row; drift and the report bin a date as a number (before: every simulated row unreadable, the report failed)."""
+    from sklearn.dummy import DummyRegressor
+
+    from mlops_runtime.monitoring.report import _distributions
+    from mlops_runtime.monitoring.simulate import records
+    from mlops_runtime.schema import load_contract
+
+    (tmp_path / "schema.yaml").write_text(DATED_SCHEMA)
+    contract = load_contract(tmp_path / "schema.yaml")
+    rng = np.random.default_rng(0)
+    months = pd.date_range("1967-07-01", periods=400, freq="MS", tz="UTC")
+    split = pd.DataFrame(  # as the training split holds it: a date as the model sees it, seconds since 1970
+        {"month": (months - pd.Timestamp(0, tz="UTC")).total_seconds(), "savings": rng.uniform(2, 17, 400)}
+    )
+    split["unemployed"] = rng.uniform(3, 10, 400)
+    features, labels = contract.split_xy(split)
+    model = DummyRegressor().fit(features, labels)
+    loaded = LoadedModel(model, "regression", "dated", "1", "local")
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+
+    assert records(features.head(1), contract)[0]["month"] == "1967-07-01T00:00:00+00:00"
+    write_to_log(url, loaded, contract, features, labels, 0.0, seed=0)
+    window = read_window(url, 0, pd.Timestamp.now().timestamp() + 1, contract, "regression")
+
+    assert (len(window.served), window.corrupt) == (400, 0)
+    assert sorted(window.features["month"]) == sorted(features["month"])
+    profile = build_profile(model, contract, split, split, "regression", ProfileParams())
+    drift = {check["check"]: check["status"] for check in checks.feature_drift(window, profile, MONITOR)}
+    assert drift == {"drift:month": "ok", "drift:savings": "ok"}
+    labels_shown = [tick.get_text() for tick in _distributions(window, profile).axes[0].get_xticklabels()]
+    assert re.fullmatch(r"≤19\d\d-\d\d-\d\d", labels_shown[0]), labels_shown  # a date, not 8.2e+07
 
 
 def test_labelled_rows_do_not_depend_on_the_order_requests_arrived_in(tuning_data: TuningData) -> None:

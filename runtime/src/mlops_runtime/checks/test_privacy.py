@@ -82,7 +82,7 @@ def test_monitoring_judges_the_other_features_of_a_log_without_pii(
     write_json(config.paths.model_profile, profile)  # from the training data, pii feature included
     config.paths.schema.write_text(with_pii(contract, private).to_yaml())
     features, _ = traffic(contract, pd.concat([tuning_data.validation] * 2), 300, Scenario(), seed=0)
-    rows = simulated_records(features)
+    rows = simulated_records(features, contract)
     with TestClient(create_app(config)) as client:
         for start in range(0, len(rows), MAX_RECORDS):
             assert client.post("/predict", json=rows[start : start + MAX_RECORDS]).status_code == 200

@@ -344,16 +344,17 @@ def test_simulate_posts_labels_with_the_feedback_token_and_stops_when_refused(
     from mlops_runtime.monitoring.simulate import send_over_http
     from mlops_runtime.serving.predlog import PredictionLog
 
-    features, labels = tuning_data.contract.split_xy(tuning_data.validation.head(40))
-    sent = send_over_http(live_service, features, labels, 0.5, seed=0, feedback_token=FEEDBACK_TOKEN)
+    contract = tuning_data.contract
+    features, labels = contract.split_xy(tuning_data.validation.head(40))
+    sent = send_over_http(live_service, contract, features, labels, 0.5, seed=0, feedback_token=FEEDBACK_TOKEN)
     assert sent["predicted"] == 40
     assert 5 < sent["feedback"] < 35
 
     with pytest.raises(StageError, match="set SERVE_FEEDBACK_TOKEN"):
-        send_over_http(live_service, features, labels, 0.5, seed=0)
+        send_over_http(live_service, contract, features, labels, 0.5, seed=0)
     with pytest.raises(StageError, match=r"refused the request \(401\): a valid bearer token is required"):
-        send_over_http(live_service, features, labels, 0.5, seed=0, feedback_token="wrong")
-    assert send_over_http(live_service, features.head(3), labels.head(3), 0.0, seed=0)["feedback"] == 0
+        send_over_http(live_service, contract, features, labels, 0.5, seed=0, feedback_token="wrong")
+    assert send_over_http(live_service, contract, features.head(3), labels.head(3), 0.0, seed=0)["feedback"] == 0
 
     log = PredictionLog(config.prediction_log_url)
     try:

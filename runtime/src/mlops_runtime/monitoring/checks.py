@@ -65,10 +65,10 @@ def feature_drift(window: Window, profile: dict[str, Any], params: MonitorParams
     results = []
     for name, reference in profile["features"].items():
         values = window.features[name]
-        if reference["kind"] == "numeric":
-            results.append(_numeric_drift(f"drift:{name}", values.to_numpy("float64"), reference, params, name))
-        else:
+        if reference["kind"] == "categorical":
             results.append(_categorical_drift(f"drift:{name}", values, reference, params, name))
+        else:  # numbers, and dates as the model sees them (epoch seconds), are binned alike
+            results.append(_numeric_drift(f"drift:{name}", values.to_numpy("float64"), reference, params, name))
     return results
 
 

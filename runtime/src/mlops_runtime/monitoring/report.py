@@ -127,13 +127,13 @@ def _distributions(window: Window, profile: dict[str, Any]) -> Any:
     for axis, name in zip(axes.flat, names, strict=False):
         reference = profile["features"][name]
         values = window.features[name].to_numpy()
-        if reference["kind"] == "numeric":
-            edges = np.asarray(reference["edges"])
-            current = bin_counts(values.astype("float64"), edges)
-            labels = [f"≤{edge:.3g}" for edge in edges] + [f">{edges[-1]:.3g}" if edges.size else "all"]
-        else:
+        if reference["kind"] == "categorical":
             current = category_counts(values, reference["categories"])
             labels = reference["categories"]
+        else:
+            edges = np.asarray(reference["edges"])
+            current = bin_counts(values.astype("float64"), edges)
+            labels = bin_labels(edges, reference["kind"])
         positions = np.arange(len(labels))
         axis.bar(positions - 0.2, shares(np.asarray(reference["counts"])), 0.4, label="training", color="#90a4ae")
         axis.bar(positions + 0.2, shares(current), 0.4, label="window", color="#1e88e5")
@@ -143,6 +143,16 @@ def _distributions(window: Window, profile: dict[str, Any]) -> Any:
     for axis in axes.flat[len(names) :]:
         axis.set_visible(False)
     return figure
+
+
+def bin_labels(edges: Any, kind: str) -> list[str]:
+    """A label per bin: its upper edge, then the last edge's overflow; a date feature's edges as dates."""
+    from datetime import UTC, datetime
+
+    def shown(edge: float) -> str:
+        return datetime.fromtimestamp(edge, UTC).date().isoformat() if kind == "datetime" else f"{edge:.3g}"
+
+    return [f"≤{shown(edge)}" for edge in edges] + [f">{shown(edges[-1])}" if len(edges) else "all"]
 
 
 def _over_time(window: Window) -> Any:

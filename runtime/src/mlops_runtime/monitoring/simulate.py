@@ -164,14 +164,23 @@ def _change_labels(labels: pd.Series, contract: Contract, share: float, rng: np.
     return changed
 
 
-def records(features: pd.DataFrame) -> list[dict[str, Any]]:
-    """Request bodies: None for missing values, plain Python numbers and text."""
-    rows = features.astype(object).where(features.notna(), None).to_dict("records")
+def records(features: pd.DataFrame, contract: Contract) -> list[dict[str, Any]]:
+    """Request bodies as a client writes them: None for missing values, plain Python numbers and text, and dates
+    in ISO 8601, as the service logs them (the training split holds seconds since 1970, the model's view, which
+    monitoring cannot read back from the log as a date)."""
+    import pandas as pd
+
+    written = features.copy()
+    for name in contract.datetime_features:
+        stamps = pd.to_datetime(written[name], unit="s", utc=True)
+        written[name] = stamps.map(lambda stamp: None if pd.isna(stamp) else stamp.isoformat())
+    rows = written.astype(object).where(written.notna(), None).to_dict("records")
     return [{str(key): plain(value) for key, value in row.items()} for row in rows]
 
 
 def send_over_http(
     url: str,
+    contract: Contract,
     features: pd.DataFrame,
     labels: pd.Series,
     feedback_share: float,
@@ -191,7 +200,7 @@ def send_over_http(
     authorization = {"authorization": f"Bearer {feedback_token}"} if feedback_token else {}
     if feedback_share > 0:
         _post(f"{base}/feedback", {"request_id": "0" * 32, "label": plain(labels.iloc[0])}, authorization)
-    bodies = records(features)
+    bodies = records(features, contract)
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         answers = list(pool.map(lambda body: _post(f"{base}/predict", body), bodies))
     ids = [answer["predictions"][0]["request_id"] if answer else None for answer in answers]
@@ -226,13 +235,14 @@ def write_to_log(
     from ..serving.predlog import create_tables, feedback, make_engine, predictions, without_pii
 
     started = time.perf_counter()
-    answers = loaded.predict(contract.frame(records(features)))
+    bodies = records(features, contract)
+    answers = loaded.predict(contract.frame(bodies))
     per_row_ms = (time.perf_counter() - started) * 1000 / max(len(answers), 1)
     rng = np.random.default_rng(seed)
     now = time.time()
     moments = np.sort(now - span_seconds * rng.random(len(answers)))
     rows, labelled = [], []
-    for body, answer, moment, label in zip(records(features), answers, moments, labels, strict=True):
+    for body, answer, moment, label in zip(bodies, answers, moments, labels, strict=True):
         request_id = uuid.uuid4().hex
         rows.append(
             {
