@@ -30,7 +30,8 @@ from .debian import debian_tool
 pytestmark = pytest.mark.xdist_group("spark")  # one worker: one JVM and one rendered project
 MASTER = "local[2]"
 REFUSED = {3, 5, 8}  # the rows `export` breaks
-NOTE = 'said "no", twice,\nthen left'  # a free-text column: quotes, a comma and a line break inside one cell
+# Free text, named as R names it ("." where a space was): quotes, a comma, a line break and a space at each end.
+NOTE, NOTE_COLUMN = ' said "no", twice,\nthen left ', "note.text"
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +77,9 @@ def allowing_missing(tuning_data: TuningData) -> Contract:
 
 
 def export(tuning_data: TuningData, seed: int) -> pd.DataFrame:
-    """Validation rows as a user's export: an ID with leading zeros, free text, missing values, and three rows
-    the contract refuses (text in a number, an unseen category, a value far out of range)."""
+    """Validation rows as a user's export: an ID with leading zeros, free text in a column whose name holds a ".",
+    missing values, and three rows the contract refuses (text in a number, an unseen category, a value far out
+    of range)."""
     rng = np.random.default_rng(seed)
     contract = tuning_data.contract
     rows = tuning_data.validation.reset_index(drop=True)
@@ -90,7 +92,7 @@ def export(tuning_data: TuningData, seed: int) -> pd.DataFrame:
     rows.loc[5, categorical] = "never-seen"
     rows.loc[8, numeric] = 1e12
     rows.insert(0, "customer_id", [f"{number:05d}" for number in range(len(rows))])
-    rows["note"] = [NOTE if number % 7 == 0 else "" for number in range(len(rows))]
+    rows[NOTE_COLUMN] = [NOTE if number % 7 == 0 else "" for number in range(len(rows))]
     return rows
 
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 # Columns of our own, beside the caller's while a file is scored: named so that no export has them.
 FILE, POSITION, REASON = "__mlops_file", "__mlops_position", "__mlops_reason"
+COLUMN = "__mlops_column_"  # the caller's columns by position: mapInPandas cannot take a name with a "." (Solar.R)
 NEVER = "\u0000never\u0000"  # Spark's CSV null marker, set to a value no file holds: the markers decide
 LOGGING = Path(__file__).with_name("spark-log4j2.properties")  # errors only: the output is one line
 INSTALL_HINT = "the spark engine needs pyspark (the extra mlops-runtime[spark]) and Java 17 or newer"
@@ -136,7 +137,12 @@ def number_csv_rows(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
 
 
 def score_batches(
-    batches: Iterator[pd.DataFrame], model: Any, contract: Contract, kept: list[str], markers: Sequence[str]
+    batches: Iterator[pd.DataFrame],
+    model: Any,
+    contract: Contract,
+    names: list[str],
+    kept: list[str],
+    markers: Sequence[str],
 ) -> Iterator[pd.DataFrame]:
     """Every row with its file, position and kept columns; valid rows scored as `batch` scores them, refused
     rows with their reason instead."""
@@ -146,7 +152,7 @@ def score_batches(
 
     loaded: LoadedModel = model.value
     for batch in batches:
-        chunk = batch.drop(columns=[FILE, POSITION])
+        chunk = batch.drop(columns=[FILE, POSITION]).set_axis(names, axis=1)  # the caller's names again
         text = [name for name in chunk.columns if pd.api.types.is_string_dtype(chunk[name])]
         chunk[text] = chunk[text].mask(chunk[text].isin(list(markers)))  # as read_csv's na_values
         features, reasons = contract.check_rows(chunk)
@@ -235,16 +241,20 @@ def _run(
     frame = read_source(spark, files, header)
     caller = [name for name in frame.columns if name not in (FILE, POSITION)]
     kept = kept_columns(pd.DataFrame(columns=caller), contract, loaded)
+    frame = frame.toDF(*[f"{COLUMN}{i}" for i in range(len(caller))], *frame.columns[len(caller) :])
+    kept_by_position = [f"{COLUMN}{caller.index(name)}" for name in kept]
     if header is not None:
         numbered = StructType([*frame.schema.fields, StructField(POSITION, LongType())])
         frame = frame.mapInPandas(number_csv_rows, numbered)
     cores = spark.sparkContext.defaultParallelism
     if frame.rdd.getNumPartitions() < cores:  # one small file is one task: spread it over the cores
         frame = frame.repartition(cores)
-    schema = output_schema(loaded, contract, frame.schema, kept)
+    schema = output_schema(loaded, contract, frame.schema, kept_by_position)
     model = spark.sparkContext.broadcast(loaded)
     columns = schema.fieldNames()
-    scored = frame.mapInPandas(lambda batches: score_batches(batches, model, contract, kept, markers), schema)
+    scored = frame.mapInPandas(
+        lambda batches: score_batches(batches, model, contract, caller, kept_by_position, markers), schema
+    )
     scored = scored.persist()  # counted, then written: scored once
     try:
         counts = {str(row[FILE]): int(row["count"]) for row in scored.groupBy(FILE).count().collect()}
@@ -253,12 +263,15 @@ def _run(
         rows = scored.join(sf.broadcast(offsets), FILE).withColumn("row", sf.col(POSITION) + sf.col("__mlops_offset"))
         refused = rows.where(sf.col(REASON).isNotNull()).select("row", sf.col(REASON).alias("reason")).orderBy("row")
         errors = refused.toPandas()
-        answers = [name for name in columns if name not in (FILE, POSITION, REASON, *kept)]
-        named = [sf.col(f"`{name.replace('`', '``')}`") for name in [*kept, *answers]]  # a "." is no field
+        answers = [name for name in columns if name not in (FILE, POSITION, REASON, *kept_by_position)]
+        named = [sf.col(column).alias(name) for column, name in zip(kept_by_position, kept, strict=True)]
+        named += [sf.col(f"`{name.replace('`', '``')}`") for name in answers]  # a "." is no struct field
         predicted = rows.where(sf.col(REASON).isNull()).select("row", *named)
         writer = predicted.write.mode("overwrite")
         if target.suffix.lower() == ".csv":
-            writer.options(header=True, escape='"').csv(str(target.resolve()))
+            # Spark trims the spaces around values unless told not to: kept columns are written as read.
+            untrimmed = {"ignoreLeadingWhiteSpace": False, "ignoreTrailingWhiteSpace": False}
+            writer.options(header=True, escape='"', **untrimmed).csv(str(target.resolve()))
         else:
             writer.parquet(str(target.resolve()))
     finally:
