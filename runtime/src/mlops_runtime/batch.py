@@ -41,6 +41,8 @@ def source_files(source: Path) -> list[Path]:
     for path in files:
         if path.suffix.lower() not in (".parquet", ".csv"):
             raise StageError(f"{path}: batch prediction reads .csv or .parquet files.")
+        if path.stat().st_size == 0:  # a failed export: neither a CSV header nor a Parquet footer to read
+            raise StageError(f"{path} is empty (0 bytes), not even a header: export it again, or remove it.")
     return files
 
 

@@ -101,6 +101,21 @@ def test_a_glob_that_matches_nothing_is_one_clear_error(
     assert not (tmp_path / "out.parquet").exists()
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_an_empty_file_in_a_glob_is_one_clear_error(
+    tuning_data: TuningData, loaded: LoadedModel, tmp_path: Path, suffix: str
+) -> None:
+    """A failed export leaves 0 bytes: no header to read (before: pandas' or pyarrow's traceback)."""
+    rows = tuning_data.contract.split_xy(tuning_data.validation)[0]
+    if suffix == ".csv":
+        rows.to_csv(tmp_path / "part-0.csv", index=False)
+    else:
+        rows.to_parquet(tmp_path / "part-0.parquet")
+    (tmp_path / f"part-1{suffix}").touch()
+    with pytest.raises(StageError, match=r"part-1\S* is empty \(0 bytes\), not even a header"):
+        predict_file(tmp_path / f"part-*{suffix}", tmp_path / "out.csv", loaded, tuning_data.contract, chunk_rows=64)
+
+
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
 def test_the_callers_other_columns_and_the_model_version_come_out_with_each_prediction(
     tuning_data: TuningData, loaded: LoadedModel, tmp_path: Path, suffix: str
