@@ -174,25 +174,29 @@ def test_predict_engine_spark_says_the_same_one_line(
     assert len(read_output(service_root / "out.csv")) == rows
 
 
-@pytest.mark.parametrize("task", ["binary_classification"])  # the engine's plumbing: one task is enough
-def test_files_of_two_formats_are_one_clear_error(tuning_data: TuningData, loaded: LoadedModel, tmp_path: Path) -> None:
-    rows = tuning_data.contract.split_xy(tuning_data.validation)[0]
-    rows.to_csv(tmp_path / "a.csv", index=False)
-    rows.to_parquet(tmp_path / "b.parquet")
-    with pytest.raises(StageError, match=r"mix \.csv and \.parquet"):
-        predict_spark(tmp_path / "[ab].*", tmp_path / "out.parquet", loaded, tuning_data.contract, MASTER, 64)
+def write_second_file(rows: pd.DataFrame, folder: Path, kind: str) -> None:
+    """b.parquet beside a.csv, or b.csv with the same columns in another order."""
+    if kind == "parquet":
+        rows.to_parquet(folder / "b.parquet")
+    else:
+        rows[rows.columns[::-1]].to_csv(folder / "b.csv", index=False)
 
 
 @pytest.mark.parametrize("task", ["binary_classification"])  # the engine's plumbing: one task is enough
-def test_csv_files_with_other_headers_are_one_clear_error(
-    tuning_data: TuningData, loaded: LoadedModel, tmp_path: Path
+@pytest.mark.parametrize(
+    ("second", "message"),
+    [("parquet", r"mix \.csv and \.parquet"), ("reordered_csv", r"one header: b\.csv has ")],
+)
+def test_files_spark_cannot_read_together_are_one_clear_error(
+    tuning_data: TuningData, loaded: LoadedModel, tmp_path: Path, second: str, message: str
 ) -> None:
-    """Spark reads CSV columns by position: a file whose columns come in another order is refused, not misread."""
+    """One format per run; CSV columns are read by position, so a file with its columns in another order is
+    refused, not misread."""
     rows = tuning_data.contract.split_xy(tuning_data.validation)[0]
     rows.to_csv(tmp_path / "a.csv", index=False)
-    rows[rows.columns[::-1]].to_csv(tmp_path / "b.csv", index=False)
-    with pytest.raises(StageError, match=r"one header: b\.csv has "):
-        predict_spark(tmp_path / "*.csv", tmp_path / "out.parquet", loaded, tuning_data.contract, MASTER, 64)
+    write_second_file(rows, tmp_path, second)
+    with pytest.raises(StageError, match=message):
+        predict_spark(tmp_path / "[ab].*", tmp_path / "out.parquet", loaded, tuning_data.contract, MASTER, 64)
 
 
 @pytest.mark.parametrize("task", ["binary_classification"])  # the engine's plumbing: one task is enough
