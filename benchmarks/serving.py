@@ -17,8 +17,9 @@ queued rows in memory), one worker, at 8 and 32 connections, its log in SQLite a
 as in tests/stack.py); and MLServer (its MLflow runtime, adaptive batching) serving the same model from its own
 environment at its best measured setting (benchmarks/mlserver_peer.py). Prints one JSON object.
 
-`--shadow` measures shadow mode: one worker serving the registry's champion, with and without the challenger
-scoring every answered request in shadow (SERVE_SHADOW=challenger), at --connections. Prints one JSON object.
+`--shadow` measures shadow mode: one worker serving the registry's champion, with and without a challenger
+scoring every answered request in shadow (SERVE_SHADOW), at --connections: a challenger of the champion's cost
+(the targets) and a heavier one (a 300-tree forest). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -152,6 +153,8 @@ def serve_and_load(
             time.sleep(0.05)
         first_answer = time.perf_counter() - started
         post(url, body.encode())  # warm
+        if (settings or {}).get("SERVE_SHADOW"):
+            wait_for_shadow_scorer(f"http://127.0.0.1:{port}", url, body)
         results = {count: load_and_measure_cpu(url, body, args.duration, count, server.pid) for count in connections}
     finally:
         server.send_signal(signal.SIGINT)
@@ -162,10 +165,26 @@ def serve_and_load(
     return {count: {"start_to_first_answer_s": round(first_answer, 3), **result} for count, result in results.items()}
 
 
+def wait_for_shadow_scorer(base: str, url: str, body: str) -> None:
+    """Until the challenger's scorer process answers (it loads the model after the service starts): the load
+    then measures shadow mode, not the scorer's start-up."""
+    deadline = time.perf_counter() + 120
+    while time.perf_counter() < deadline:
+        post(url, body.encode())
+        with urllib.request.urlopen(f"{base}/model", timeout=10) as answer:
+            if json.load(answer)["shadow"]["scored"]:
+                return
+        time.sleep(0.2)
+    sys.exit("the challenger in shadow scored nothing in 120 s")
+
+
 def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
     """The run with the median throughput, so its latencies belong to it."""
     ordered = sorted(runs, key=lambda run: run["requests_per_second"])
-    return ordered[len(ordered) // 2] | {"rounds_requests_per_second": [run["requests_per_second"] for run in runs]}
+    return ordered[len(ordered) // 2] | {
+        "rounds_requests_per_second": [run["requests_per_second"] for run in runs],
+        "rounds_p99_ms": [run["p99_ms"] for run in runs],
+    }
 
 
 def our_service(script: str, root: Path, row: str, args: argparse.Namespace) -> dict[int, dict[int, dict[str, float]]]:
@@ -363,50 +382,72 @@ def durability_report(args: argparse.Namespace) -> dict[str, object]:
     return report
 
 
-REGISTER_CHALLENGER = """
+REGISTER_CHALLENGERS = """
 import sys
 import mlflow
+import mlflow.sklearn
+import pandas as pd
 from mlflow import MlflowClient
-client, name = MlflowClient(), sys.argv[1]
+from sklearn.base import clone
+from sklearn.ensemble import RandomForestClassifier
+
+client, name, target = MlflowClient(), sys.argv[1], sys.argv[2]
 champion = client.get_model_version_by_alias(name, "champion")
 copy = mlflow.register_model(champion.source, name)  # the same artifact again: a challenger of the same cost
 client.set_registered_model_alias(name, "challenger", copy.version)
-print(champion.version, copy.version)
+heavier = clone(mlflow.sklearn.load_model(champion.source))  # the champion's features, a 300-tree forest
+heavier.steps[-1] = (heavier.steps[-1][0], RandomForestClassifier(n_estimators=300, random_state=0, n_jobs=1))
+train = pd.read_parquet("data/prepared/train.parquet")
+heavier.fit(train.drop(columns=[target]), train[target])
+with mlflow.start_run(run_name="benchmark: a heavier challenger"):
+    logged = mlflow.sklearn.log_model(heavier, name="model", serialization_format="cloudpickle")
+forest = mlflow.register_model(logged.model_uri, name)
+client.set_registered_model_alias(name, "heavier", forest.version)
+print(champion.version, copy.version, forest.version)
 """
+# Shadow mode off, then on with each registry alias in shadow.
+SHADOW_MODES = {"off": "", "on": "challenger", "on_heavier": "heavier"}
 
 
 def shadow_report(args: argparse.Namespace) -> dict[str, object]:
-    """The --shadow run: one worker from the registry, shadow off against on (the champion's artifact registered
-    again as the challenger, so both models cost the same), alternating within each round; SQLite log."""
+    """The --shadow run: one worker from the registry, shadow off against on, alternating within each round;
+    SQLite log. On: the champion's artifact registered again as the challenger, so both models cost the same
+    (the targets), and a heavier challenger (the champion's features, a 300-tree forest), as a challenger often
+    is: how much of the champion's CPU a costlier model in shadow takes."""
     root = prepare_project(args)
     package = next(p.name for p in (root / "src").iterdir() if (p / "cli.py").exists())
     name = json.loads(
         project_python(root, "import json, yaml; print(json.dumps(yaml.safe_load(open('params.yaml'))))")
     )["mlflow"]["registered_model"]
-    champion, challenger = project_python(root, REGISTER_CHALLENGER, name).split()
+    registered = project_python(root, REGISTER_CHALLENGERS, name, "churned")
+    champion, challenger, heavier = registered.strip().splitlines()[-1].split()
     row = one_row(root, "churned")
-    runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+    runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in SHADOW_MODES}
     for _ in range(args.rounds):
-        for mode in runs:
+        for mode, alias in SHADOW_MODES.items():
             port = free_port()
             command = [str(root / ".venv" / "bin" / package), "serve", "--port", str(port)]
             command += ["--model-source", "registry"]
             settings = {
                 "SERVE_PREDICTION_LOG_URL": f"sqlite:///{tempfile.mkdtemp(prefix='bench-shadow-')}/predictions.db",
-                "SERVE_SHADOW": "challenger" if mode == "on" else "",
+                "SERVE_SHADOW": alias,
             }
             measured = serve_and_load(command, root, "/predict", row, args, port, [args.connections], settings)
             runs[mode].append(measured[args.connections])
-    off, on = median_run(runs["off"]), median_run(runs["on"])
+    off, on, on_heavier = (median_run(runs[mode]) for mode in SHADOW_MODES)
     return {
         "machine": {"cpus": os.cpu_count()},
         "client": f"wrk, 1 thread, single-row POSTs, {args.connections} connections, 1 worker",
         "champion": champion,
         "challenger_in_shadow": challenger,
+        "heavier_challenger_in_shadow": heavier,
         "shadow_off": off,
         "shadow_on": on,
+        "shadow_on_heavier": on_heavier,
         "throughput_on_over_off": round(on["requests_per_second"] / off["requests_per_second"], 3),
         "p99_on_over_off": round(on["p99_ms"] / off["p99_ms"], 3),
+        "throughput_heavier_over_off": round(on_heavier["requests_per_second"] / off["requests_per_second"], 3),
+        "p99_heavier_over_off": round(on_heavier["p99_ms"] / off["p99_ms"], 3),
         "targets": {"throughput_on_over_off": ">= 0.85", "p99_on_over_off": "about 1 (within noise)"},
     }
 

@@ -2,7 +2,12 @@
 the same rows off the request path, `monitor` compares them, `promote` asks for their record, `/reload` moves."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,12 +22,15 @@ from typer.testing import CliRunner
 from mlops_runtime import registry, tracking
 from mlops_runtime.cli import app
 from mlops_runtime.files import plain
+from mlops_runtime.metrics import is_classification
 from mlops_runtime.monitoring.shadow import promotion_refusal, read_shadow
 from mlops_runtime.objective import TuningData, fit_model
 from mlops_runtime.params import PromoteParams
 from mlops_runtime.serving.app import create_app
 from mlops_runtime.serving.config import ServingConfig
-from mlops_runtime.serving.predlog import create_tables, make_engine, predictions, shadow_predictions
+from mlops_runtime.serving.loader import LoadedModel
+from mlops_runtime.serving.predlog import PredictionLog, create_tables, make_engine, predictions, shadow_predictions
+from mlops_runtime.serving.shadow import Shadow
 from mlops_runtime.stages.train import model_save_options
 from mlops_runtime.testing import FEEDBACK_TOKEN, RELOAD_TOKEN, records
 
@@ -196,3 +204,108 @@ def test_an_unreadable_shadow_row_is_left_out_and_a_log_without_shadow_reads_emp
 
     assert pairs.rows["request_id"].tolist() == ["good"]
     assert pairs.rows[["champion", "challenger", "challenger_prediction"]].iloc[0].tolist() == ["1", "2", 1.5]
+
+
+def eventually(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.05)
+
+
+def challenger(tuning_data: TuningData, model: Any) -> LoadedModel:
+    return LoadedModel(model, tuning_data.task, "model", "2", "registry").for_requests(tuning_data.contract)
+
+
+def test_the_scorer_process_answers_as_the_model_does_and_its_death_costs_the_champion_nothing(
+    tuning_data: TuningData, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    log = PredictionLog(url)
+    loaded = challenger(tuning_data, fit_model(tuning_data, "linear", {}, seed=0, frame=tuning_data.train))
+    shadow = Shadow(loaded, tuning_data.contract, log)
+    rows = records(tuning_data, 30)
+    shadow.submit([f"r{i}" for i in range(30)], rows)
+    eventually(lambda: shadow.scored == 30, "30 rows scored")
+    log.flush()
+    logged = pd.read_sql_table("shadow_predictions", url)
+    assert logged["request_id"].tolist() == [f"r{i}" for i in range(30)]
+    assert [json.loads(output) for output in logged["output"]] == loaded.predict(tuning_data.contract.columns(rows))
+
+    assert shadow.scorer_pid is not None
+    os.kill(shadow.scorer_pid, signal.SIGKILL)  # out of memory, say
+    shadow.submit([f"s{i}" for i in range(10)], rows[:10])
+    eventually(lambda: shadow.failed == 10, "the rows after its death counted as failed")
+    assert (shadow.scored, shadow.dropped) == (30, 0)
+    assert "the challenger (version 2) failed to score: its process ended" in caplog.text
+    shadow.close()
+    log.close()
+
+
+def test_a_challenger_that_fails_to_score_is_counted_and_reported_once(
+    tuning_data: TuningData, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    never_fitted = LogisticRegression() if is_classification(tuning_data.task) else LinearRegression()
+    log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}")
+    shadow = Shadow(challenger(tuning_data, never_fitted), tuning_data.contract, log)
+    rows = records(tuning_data, 20)
+    for start in (0, 10):  # two model calls
+        shadow.submit([f"r{i}" for i in range(start, start + 10)], rows[start : start + 10])
+        eventually(lambda: shadow.failed == start + 10, f"{start + 10} rows failed")  # noqa: B023 - awaited here
+    shadow.close()
+    log.close()
+    assert shadow.scored == 0
+    assert caplog.text.count("the challenger (version 2) failed to score: NotFittedError") == 1
+    assert "Traceback" not in caplog.text
+
+
+def test_a_backlog_past_its_bound_is_dropped_and_counted(tuning_data: TuningData, tmp_path: Path) -> None:
+    log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}")
+    loaded = challenger(tuning_data, fit_model(tuning_data, "linear", {}, seed=0, frame=tuning_data.train))
+    shadow = Shadow(loaded, tuning_data.contract, log, max_rows=25)
+    rows = records(tuning_data, 30)
+    shadow.submit([f"a{i}" for i in range(30)], rows)  # past the bound at once: dropped
+    shadow.submit([f"b{i}" for i in range(20)], rows[:20])
+    shadow.close()  # scores what waits
+    log.close()
+    assert (shadow.scored, shadow.dropped, shadow.failed) == (20, 30, 0)
+
+
+SERVICE_THAT_DIES = """
+import sys, time
+from pathlib import Path
+from sklearn.dummy import DummyRegressor
+from mlops_runtime.schema import load_contract
+from mlops_runtime.serving.loader import LoadedModel
+from mlops_runtime.serving.predlog import PredictionLog
+from mlops_runtime.serving.shadow import Shadow
+
+model = LoadedModel(DummyRegressor(), "regression", "model", "2", "registry")
+shadow = Shadow(model, load_contract(Path(sys.argv[1])), PredictionLog(sys.argv[2]))
+print(shadow.scorer_pid, flush=True)
+time.sleep(600)
+"""
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, ended but not yet reaped by whoever inherited it, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_the_scorer_process_ends_when_the_service_is_killed(tuning_data: TuningData, tmp_path: Path) -> None:
+    (tmp_path / "schema.yaml").write_text(tuning_data.contract.to_yaml())
+    command = [sys.executable, "-c", SERVICE_THAT_DIES, str(tmp_path / "schema.yaml")]
+    service = subprocess.Popen([*command, f"sqlite:///{tmp_path / 'predictions.db'}"], stdout=subprocess.PIPE)
+    try:
+        scorer = int(service.stdout.readline())  # type: ignore[union-attr]
+        assert running(scorer)
+    finally:
+        service.kill()  # SIGKILL: no close(), no atexit
+        service.wait()
+    eventually(lambda: not running(scorer), "the orphaned scorer process ended", seconds=30)

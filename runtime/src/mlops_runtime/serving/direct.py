@@ -32,6 +32,12 @@ class DirectPipeline:
         self.blocks = blocks  # (the columns, the fitted steps that transform them in turn)
         self.steps = steps
         self.estimator = estimator
+        ignore_feature_name_warnings()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickled in another process (shadow mode's scorer): the same warnings are ignored there."""
+        self.__dict__.update(state)
+        ignore_feature_name_warnings()
 
     @property
     def classes_(self) -> Any:
@@ -61,8 +67,6 @@ class DirectPipeline:
 def direct_pipeline(model: Any, contract: Contract) -> DirectPipeline | None:
     """`model`'s direct path, or None unless it has build_model's shape and matches it on the contract's
     examples exactly (the arrays a request brings against the Pipeline on their DataFrame)."""
-    import warnings
-
     import numpy as np
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
@@ -82,8 +86,6 @@ def direct_pipeline(model: Any, contract: Contract) -> DirectPipeline | None:
             blocks.append((columns, fitted_steps(transformer)))
     steps = [step for _name, middle in model.steps[1:-1] for step in fitted_steps(middle)]
     direct = DirectPipeline(blocks, steps, model.steps[-1][1])
-    # The transformers were fitted on named columns and now see arrays, on purpose.
-    warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
     method = "predict_proba" if hasattr(model, "predict_proba") else "predict"
     examples = contract.example_records()
     try:
@@ -105,3 +107,11 @@ def fitted_steps(transformer: Any) -> list[Any]:
     if transformer is None or (isinstance(transformer, str) and transformer == "passthrough"):
         return []
     return [transformer]
+
+
+def ignore_feature_name_warnings() -> None:
+    """The transformers were fitted on named columns and see arrays here, on purpose: sklearn would warn on
+    every call (and write to the service's log each time)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)

@@ -322,10 +322,9 @@ class PredictionLog:
         ]
 
     def record_shadow(self, rows: list[dict[str, Any]]) -> None:
-        """Queue the challenger's answers (request_id, created_at, model_version, role, output, latency_ms): written
-        with the next commit, and nobody waits for them."""
-        encoded = [row | {"output": json.dumps(row["output"])} for row in rows]
-        self._queue.put(_Write(shadow_predictions, encoded))
+        """Queue the challenger's answers (request_id, created_at, model_version, role, output as JSON text,
+        latency_ms): written with the next commit, and nobody waits for them."""
+        self._queue.put(_Write(shadow_predictions, rows))
 
     def record_refusal(self, reason: str, fields: list[str]) -> None:
         """Queue a refused request: its reason (contract, too_large, not_json) and each field at fault."""
