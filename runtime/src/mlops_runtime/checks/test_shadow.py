@@ -261,6 +261,18 @@ def test_a_challenger_that_fails_to_score_is_counted_and_reported_once(
     assert "Traceback" not in caplog.text
 
 
+def test_a_challenger_that_cannot_reach_its_scorer_process_is_one_clear_error(
+    tuning_data: TuningData, tmp_path: Path
+) -> None:
+    from mlops_runtime.errors import StageError
+
+    unpicklable = LoadedModel(lambda rows: rows, tuning_data.task, "model", "2", "registry")  # as a live handle is
+    log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}")
+    with pytest.raises(StageError, match=r"the challenger \(version 2\) cannot be handed to its scorer process"):
+        Shadow(unpicklable, tuning_data.contract, log)
+    log.close()
+
+
 def test_a_backlog_past_its_bound_is_dropped_and_counted(tuning_data: TuningData, tmp_path: Path) -> None:
     log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}")
     loaded = challenger(tuning_data, fit_model(tuning_data, "linear", {}, seed=0, frame=tuning_data.train))
