@@ -7,15 +7,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import validation
 
 from mlops_runtime.batch import predict_file
 from mlops_runtime.cli import app
 from mlops_runtime.objective import TuningData
 from mlops_runtime.serving.app import create_app
 from mlops_runtime.serving.config import ServingConfig
+from mlops_runtime.serving.direct import answer_dataframe_checks_of_arrays
 from mlops_runtime.serving.loader import from_local
 from mlops_runtime.testing import (
     FEEDBACK_AUTH,
@@ -52,6 +56,37 @@ def test_a_batch_gets_one_prediction_per_record(client: TestClient, tuning_data:
     assert response.status_code == 200
     ids = [prediction["request_id"] for prediction in response.json()["predictions"]]
     assert len(set(ids)) == 5
+
+
+def test_the_direct_path_answers_as_the_pipeline(
+    client: TestClient, tuning_data: TuningData, config: ServingConfig
+) -> None:
+    """The service's fast path (the Pipeline's fitted steps called on arrays, scikit-learn's DataFrame checks
+    answered at once for arrays) gives the Pipeline's own answers, row for row, nulls included."""
+    rows = records(tuning_data, MAX_RECORDS)
+    answers = client.post("/predict", json=rows).json()["predictions"]
+    assert client.get("/model").json()["inference"] == "direct"
+    model = from_local(tuning_data.task, config.model_path, config.paths).model
+    frame = tuning_data.contract.frame(rows)
+    if tuning_data.task == "regression":
+        assert [answer["prediction"] for answer in answers] == pytest.approx(model.predict(frame).tolist(), abs=1e-12)
+        return
+    expected = model.predict_proba(frame)
+    for answer, probabilities in zip(answers, expected, strict=True):
+        served = [answer["probabilities"][str(label)] for label in model.classes_]
+        assert served == pytest.approx(probabilities.tolist(), abs=1e-12)
+
+
+def test_dataframe_checks_are_answered_at_once_for_arrays_only() -> None:
+    answer_dataframe_checks_of_arrays()
+    answer_dataframe_checks_of_arrays()  # once per process, however often a model is loaded
+    check = validation._get_feature_names
+    assert not hasattr(check.asks_for_other_inputs, "asks_for_other_inputs")  # type: ignore[attr-defined]
+    assert check(np.zeros((2, 2))) is None
+    assert list(check(pd.DataFrame({"a": [1.0], "b": [2.0]}))) == ["a", "b"]
+    scaler = StandardScaler().fit(pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 5.0]}))
+    with pytest.raises(ValueError, match="feature names"):  # frames are still checked by name
+        scaler.transform(pd.DataFrame({"b": [1.0], "a": [2.0]}))
 
 
 def broken(tuning_data: TuningData, change: str) -> Any:
