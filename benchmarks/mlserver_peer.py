@@ -68,29 +68,36 @@ def request_body(columns: list[list[str]], row: dict[str, object]) -> str:
     return json.dumps({"parameters": {"content_type": "pd"}, "inputs": inputs})
 
 
-def serve_with_mlserver(root: Path, row: str, args: argparse.Namespace) -> dict[str, float]:
-    """wrk at 8 connections against MLServer serving root's models/model."""
-    folder = Path(tempfile.mkdtemp(prefix="bench-mlserver-"))
-    try:
-        python = environment(root, folder)
-        model = folder / "model"
+class MLServerPeer:
+    """MLServer serving root's models/model from its own environment, built once; `load()` starts it, loads it
+    with wrk at 8 connections and stops it, once per round of the benchmark, alternating with this service."""
+
+    SETTING = "max_batch_size 8, max_batch_time 2 ms, metrics and gzip off, 1 process"
+
+    def __init__(self, root: Path, row: str, args: argparse.Namespace) -> None:
+        self.args = args
+        self.folder = Path(tempfile.mkdtemp(prefix="bench-mlserver-"))
+        python = environment(root, self.folder)
+        model = self.folder / "model"
         shutil.copytree(root / "models" / "model", model)
         prepared = subprocess.run(
             [str(python), "-c", PREPARE_MODEL, str(model), row], capture_output=True, text=True, check=True
         )
-        columns = json.loads(prepared.stdout.strip().splitlines()[-1])
-        port = free_port()
-        repository = folder / "repository"
-        (repository / "model").mkdir(parents=True)
-        settings = {"debug": False, "host": "127.0.0.1", "http_port": port, "grpc_port": free_port()}
-        settings |= {"metrics_endpoint": None, "gzip_enabled": False, "parallel_workers": 0}
-        (repository / "settings.json").write_text(json.dumps(settings))
+        self.body = request_body(json.loads(prepared.stdout.strip().splitlines()[-1]), json.loads(row))
+        self.repository = self.folder / "repository"
+        (self.repository / "model").mkdir(parents=True)
         model_settings = {"name": "model", "implementation": "mlserver_mlflow.MLflowRuntime"}
         model_settings |= {"max_batch_size": 8, "max_batch_time": 0.002, "parameters": {"uri": str(model)}}
-        (repository / "model" / "model-settings.json").write_text(json.dumps(model_settings))
-        command = [str(folder / ".venv" / "bin" / "mlserver"), "start", str(repository)]
-        body = request_body(columns, json.loads(row))
-        measured = serve_and_load(command, repository, "/v2/models/model/infer", body, args, port, [8])[8]
-        return measured | {"setting": "max_batch_size 8, max_batch_time 2 ms, metrics and gzip off, 1 process"}
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        (self.repository / "model" / "model-settings.json").write_text(json.dumps(model_settings))
+
+    def load(self) -> dict[str, float]:
+        port = free_port()
+        settings = {"debug": False, "host": "127.0.0.1", "http_port": port, "grpc_port": free_port()}
+        settings |= {"metrics_endpoint": None, "gzip_enabled": False, "parallel_workers": 0}
+        (self.repository / "settings.json").write_text(json.dumps(settings))
+        command = [str(self.folder / ".venv" / "bin" / "mlserver"), "start", str(self.repository)]
+        path = "/v2/models/model/infer"
+        return serve_and_load(command, self.repository, path, self.body, self.args, port, [8])[8]
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
