@@ -127,11 +127,11 @@ ARRAY_ANSWERS = {"_nw_into_df_or_series": False, "_get_feature_names": None}
 def answer_dataframe_checks_of_arrays() -> None:
     """Answer scikit-learn's "is this a DataFrame?" at once for plain NumPy arrays, the direct path's input.
 
-    Since scikit-learn 1.8 every transform asks narwhals whether its input is a DataFrame or a Series, and for
-    an array narwhals says no only after ~20 us of `inspect.getattr_static`: the default model asks about 20
-    times per call, a third of its time on a small batch (benchmarks/serving.py in copier-mlops). For a plain
-    array the answer never changes, so it is given without asking; any other input is asked as before. Done
-    once per process; a scikit-learn without these helpers is left as it is.
+    scikit-learn (1.9 here) asks narwhals, on every transform, whether its input is a DataFrame or a Series,
+    and for an array narwhals says no only after ~20 us of `inspect.getattr_static`: the default model asks
+    about 20 times per call, a third of its time on a small batch (benchmarks/serving.py in copier-mlops).
+    For a plain array the answer never changes, so it is given without asking; any other input is asked as
+    before. Done once per process; a scikit-learn without these helpers is left as it is.
     """
     from sklearn.utils import validation
 
